@@ -1,0 +1,44 @@
+# cifar_lightning: make targets. `make` alone lists them.
+PYTHON ?= .venv/bin/python
+MODEL ?= model7b
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-all lint format fit evaluate tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra CLI arguments'"
+
+install: .venv/.installed  ## create .venv and install the package with its dev tools
+
+.venv/.installed: pyproject.toml
+	python3 -m venv .venv
+	.venv/bin/pip install --upgrade pip
+	.venv/bin/pip install -e '.[dev]'
+	touch $@
+
+test: install  ## run the test suite (set CIFAR10_DIR to a folder with cifar10.npz for the real-data test)
+	$(PYTHON) -m pytest -q
+
+lint: install  ## ruff check and format check
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+format: install  ## apply ruff's fixes and formatting
+	.venv/bin/ruff check --fix .
+	.venv/bin/ruff format .
+
+fit: install  ## train MODEL (default model7b), e.g. make fit MODEL=model4 ARGS='--trainer.max_epochs 5'
+	$(PYTHON) -m cifar_lightning fit --config configs/$(MODEL).yaml $(ARGS)
+
+evaluate: install  ## test MODEL's best checkpoint on the 10,000 test images
+	$(PYTHON) -m cifar_lightning test --config configs/$(MODEL).yaml --ckpt_path best $(ARGS)
+
+tensorboard: install  ## serve the dashboards of every run under lightning_logs/
+	.venv/bin/tensorboard --logdir lightning_logs
+
+clean:  ## remove runs, reports and caches (keeps .venv and data/)
+	find lightning_logs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	rm -rf reports .pytest_cache .ruff_cache predictions.csv
+	find . -name __pycache__ -not -path './.venv/*' -exec rm -rf {} +

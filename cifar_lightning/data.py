@@ -1,0 +1,346 @@
+"""CIFAR-10 kept in memory as one uint8 tensor per split, served as normalized batches by indexing it.
+
+The tensors move to the training device once, so on a GPU a batch is an index-gather and a
+multiply-add there, with no worker processes (the airbench way). The training order comes from
+(seed, epoch) and the loader's position is saved in checkpoints, so a resumed run sees the same
+batches as an uninterrupted one; with several processes each rank takes a disjoint share.
+"""
+
+import math
+import os
+import shutil
+import tempfile
+import urllib.error
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt, restricted_number_type
+from torch import Tensor
+from torchvision.datasets import CIFAR10
+
+from cifar_lightning import augment
+from cifar_lightning.errors import CifarError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+# The study's Table 1, computed from the training images.
+CIFAR10_MEAN = (0.4913159, 0.48209456, 0.4464672)
+CIFAR10_STD = (0.2470339, 0.24351034, 0.26159197)
+NPZ_NAME = "cifar10.npz"
+TRAIN_SIZE = 50_000
+
+ValSize = restricted_number_type("ValSize", int, [(">=", 1), ("<=", TRAIN_SIZE - 1)], docstring="1 to 49,999")
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read and check a ``cifar10.npz``; never unpickles. Any problem is one CifarError naming the file."""
+    path = Path(path)
+    fix = f"delete {path} and rebuild it (see the README), or set data.download=true to fetch CIFAR-10"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
+            if missing:
+                raise CifarError(f"{path} lacks the arrays {sorted(missing)}: {fix}")
+            arrays = {key: npz[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except CifarError:
+        raise
+    except FileNotFoundError:
+        raise CifarError(f"{path} does not exist: {fix}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as err:
+        raise CifarError(f"{path} is truncated or not a valid .npz file ({err}): {fix}") from None
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+            raise CifarError(f"{path}: x_{split} must be uint8 [N,32,32,3], got {x.dtype} {list(x.shape)}: {fix}")
+        if y.ndim != 1 or y.shape[0] != x.shape[0] or not np.issubdtype(y.dtype, np.integer):
+            raise CifarError(f"{path}: y_{split} must be integers [{x.shape[0]}], got {y.dtype} {list(y.shape)}: {fix}")
+        if y.size and (y.min() < 0 or y.max() >= len(CLASSES)):
+            raise CifarError(f"{path}: y_{split} has labels outside 0..9 ({y.min()}..{y.max()}): {fix}")
+    return arrays
+
+
+def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically: a crash leaves the old file or none, never a truncated one under the final name."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10) -> Path:
+    """Fetch the official archive through torchvision (which checks its MD5s) and keep it as ``cifar10.npz``.
+
+    ``dataset`` names the torchvision class, whose ``url`` and checksums tests replace to serve a
+    small archive from a local server. The archive and its extracted files live in a scratch
+    folder that is removed whatever happens, so a failed download leaves nothing behind.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=".download-"))
+    try:
+        splits = {split: dataset(str(scratch), train=split == "train", download=True) for split in ("train", "test")}
+        arrays = {}
+        for split, ds in splits.items():
+            arrays[f"x_{split}"] = np.ascontiguousarray(ds.data, dtype=np.uint8)
+            arrays[f"y_{split}"] = np.asarray(ds.targets, dtype=np.int64)
+        arrays["classes"] = np.array(CLASSES)
+        target = data_dir / NPZ_NAME
+        save_npz(target, arrays)
+        return target
+    except (urllib.error.URLError, OSError) as err:
+        raise CifarError(
+            f"could not download CIFAR-10 from {dataset.url} ({err}). To run offline, put a {NPZ_NAME} "
+            f"(uint8 x_train [50000,32,32,3], y_train, x_test, y_test) in {data_dir} and set data.download=false"
+        ) from None
+    except RuntimeError as err:  # torchvision's "File not found or corrupted." after a checksum mismatch
+        raise CifarError(f"the CIFAR-10 archive from {dataset.url} failed its checksum ({err}); try again") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
+    """NHWC uint8 numpy -> NCHW uint8 tensor (contiguous, so a batch gather reads whole images) and int64 labels."""
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
+
+
+def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over uint8 NCHW images, scaled to [0, 1] (the study's Table 1)."""
+    x = images.double().div_(255).transpose(0, 1).reshape(3, -1)
+    return x.mean(1).tolist(), x.std(1).tolist()
+
+
+class EpochSampler:
+    """The order of one epoch, like DistributedSampler: derived from (seed, epoch), split across ranks.
+
+    Lightning calls ``set_epoch`` on a loader's ``sampler`` before each epoch. Training ranks get
+    equal shares (the tail that does not divide evenly is dropped); evaluation keeps every item.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.size, self.shuffle, self.seed, self.rank, self.world_size = size, shuffle, seed, rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.size)[self.rank :: self.world_size]
+        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        return order[: self.size - self.size % self.world_size][self.rank :: self.world_size]
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            return self.size // self.world_size
+        return len(range(self.rank, self.size, self.world_size))
+
+
+class TensorLoader:
+    """Normalized (images, labels) batches gathered from tensors that already live on the target device.
+
+    It is stateful in Lightning's sense (``state_dict``/``load_state_dict``): Lightning stores its
+    position in every checkpoint, so resuming mid-epoch continues with the next unseen batch.
+    """
+
+    batch_sampler = None  # Lightning looks for both ``sampler`` (to call set_epoch) and this, as on a DataLoader
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        sampler: EpochSampler,
+        mean: tuple[float, ...] = CIFAR10_MEAN,
+        std: tuple[float, ...] = CIFAR10_STD,
+        flip_p: float = 0.0,
+        translate: int = 0,
+    ) -> None:
+        self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
+        std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add per pixel
+        self.scale = 1.0 / (255.0 * std_t)
+        self.shift = -torch.tensor(mean, device=images.device).view(1, 3, 1, 1) / std_t
+        self.flip_p, self.translate = flip_p, translate
+        self._start = 0  # first batch of the next iteration (non-zero after a mid-epoch restore)
+        self._yielded = 0
+        self._finished = False
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        # A generator: the order is drawn at the first next(), after Lightning's set_epoch.
+        start, self._start = self._start, 0
+        self._finished = False
+        order = self.sampler.indices().to(self.images.device)
+        augmenting = self.flip_p > 0 or self.translate > 0
+        if augmenting:
+            generator = torch.Generator().manual_seed(self.sampler.seed * 1_000_003 + self.sampler.epoch)
+            masks, shifts = (
+                t.to(self.images.device) for t in augment.sample(len(order), generator, self.flip_p, self.translate)
+            )
+        for b in range(start, len(self)):
+            self._yielded = b + 1
+            window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+            idx = order[window]
+            x = self.images[idx]
+            if self.flip_p > 0:
+                x = augment.flip(x, masks[window])
+            if self.translate:
+                x = augment.translate(x, shifts[window], self.translate)
+            yield torch.addcmul(self.shift, x.float(), self.scale), self.labels[idx]
+        self._finished = True
+
+    def state_dict(self) -> dict[str, int]:
+        """Epoch and first batch a resumed run must start from.
+
+        Lightning's fetcher has always asked for one batch beyond the one being trained on, so the
+        batch to resume from is the last one handed out; after the last batch, the next epoch starts.
+        """
+        if self._finished:
+            return {"epoch": self.sampler.epoch + 1, "batch": 0}
+        return {"epoch": self.sampler.epoch, "batch": max(self._yielded - 1, 0)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.set_epoch(state["epoch"])
+        self._start = state["batch"]
+
+
+class CIFAR10DataModule(L.LightningDataModule):
+    """CIFAR-10 from ``data_dir/cifar10.npz`` (downloaded once through torchvision if absent and allowed).
+
+    The training split is the first ``50000 - val_size`` training images, validation the last
+    ``val_size``; the test split is the 10,000 test images.
+    """
+
+    def __init__(
+        self,
+        data_dir: str = "data",
+        download: bool = True,
+        batch_size: PositiveInt = 128,
+        eval_batch_size: PositiveInt = 1000,
+        val_size: ValSize = 1000,
+        mean: tuple[float, float, float] = CIFAR10_MEAN,
+        std: tuple[float, float, float] = CIFAR10_STD,
+        seed: int = 0,
+        flip_p: ClosedUnitInterval = 0.0,
+        translate: NonNegativeInt = 0,
+        predict_path: str | None = None,
+    ) -> None:
+        """
+        Args:
+            data_dir: folder holding (or receiving) ``cifar10.npz``.
+            download: fetch CIFAR-10 when ``cifar10.npz`` is absent; ``setup`` never downloads.
+            batch_size: training batch size.
+            eval_batch_size: batch size for validation, test and predict (does not change results).
+            val_size: how many of the last training images validate.
+            mean: per-channel normalization mean, in [0, 1] units.
+            std: per-channel normalization std.
+            seed: seeds the training order and augmentation (the CLI links ``seed_everything`` here).
+            flip_p: probability of a horizontal flip of each training image.
+            translate: pixels of random pad-and-crop translation of training images (0 = off).
+            predict_path: an image file or a folder of them, for ``predict``.
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["predict_path"])
+        self.data_dir = Path(data_dir)
+        self.download = download
+        self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
+        self.mean, self.std, self.seed = tuple(mean), tuple(std), seed
+        self.flip_p, self.translate = flip_p, translate
+        self.predict_path = predict_path
+        self.splits: dict[str, tuple[Tensor, Tensor]] = {}
+        self.predict_files: list[Path] = []
+        self.predict_failures: list[tuple[Path, str]] = []
+
+    @property
+    def npz_path(self) -> Path:
+        return self.data_dir / NPZ_NAME
+
+    def prepare_data(self) -> None:
+        """Download if needed and allowed, then check the file, so bad data fails before any run folder exists."""
+        if not self.npz_path.exists():
+            if not self.download:
+                raise CifarError(
+                    f"no CIFAR-10 data at {self.npz_path} and data.download is false: set data.download=true, "
+                    f"or point data.data_dir at a folder with a {NPZ_NAME} (see the README)"
+                )
+            download_cifar10(self.data_dir)
+        self._load_arrays()
+
+    def _load_arrays(self) -> dict[str, np.ndarray]:
+        arrays = load_npz(self.npz_path)
+        if len(arrays["x_train"]) <= self.val_size:
+            raise CifarError(
+                f"{self.npz_path} has {len(arrays['x_train'])} training images, "
+                f"too few for data.val_size={self.val_size}"
+            )
+        return arrays
+
+    def setup(self, stage: str) -> None:
+        if stage == "predict":
+            from cifar_lightning.images import load_images
+
+            if self.predict_path is None:
+                raise CifarError("predict needs --data.predict_path: an image file or a folder of images")
+            images, self.predict_files, self.predict_failures = load_images(self.predict_path)
+            self.splits["predict"] = (images, torch.zeros(len(images), dtype=torch.long))
+            return
+        arrays = self._load_arrays()
+        x_train, y_train = to_tensors(arrays["x_train"], arrays["y_train"])
+        cut = len(x_train) - self.val_size
+        self.splits["train"] = (x_train[:cut], y_train[:cut])
+        self.splits["val"] = (x_train[cut:], y_train[cut:])
+        self.splits["test"] = to_tensors(arrays["x_test"], arrays["y_test"])
+
+    def _loader(self, split: str, train: bool) -> TensorLoader:
+        device, rank, world_size = torch.device("cpu"), 0, 1
+        if self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            rank, world_size = self.trainer.global_rank, self.trainer.world_size
+        images, labels = (t.to(device) for t in self.splits[split])
+        self.splits[split] = (images, labels)
+        sampler = EpochSampler(len(images), shuffle=train, seed=self.seed, rank=rank, world_size=world_size)
+        return TensorLoader(
+            images,
+            labels,
+            self.batch_size if train else self.eval_batch_size,
+            sampler,
+            self.mean,
+            self.std,
+            flip_p=self.flip_p if train else 0.0,
+            translate=self.translate if train else 0,
+        )
+
+    def train_dataloader(self) -> TensorLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> TensorLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> TensorLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> TensorLoader:
+        return self._loader("predict", train=False)
+
+
+def print_stats(data_dir: str = "data", val_size: int = 1000) -> None:
+    """Print the per-channel mean and std of the training split (``python -m cifar_lightning stats``)."""
+    arrays = load_npz(Path(data_dir) / NPZ_NAME)
+    images = torch.from_numpy(arrays["x_train"][: len(arrays["x_train"]) - val_size]).permute(0, 3, 1, 2)
+    mean, std = channel_stats(images)
+    print(f"training split: {len(images)} images")
+    print("mean:", ", ".join(f"{m:.7f}" for m in mean))
+    print("std: ", ", ".join(f"{s:.7f}" for s in std))

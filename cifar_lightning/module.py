@@ -1,0 +1,192 @@
+"""The LightningModule: the ConvNet, its loss and metrics, the optimizer from YAML, exact-resume RNG state."""
+
+import math
+import random
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, restricted_number_type
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from cifar_lightning.errors import CifarError
+from cifar_lightning.model import ConvNet
+
+DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
+NUM_CLASSES = 10
+
+
+class NonFiniteLossError(CifarError):
+    """Training produced a NaN or infinite loss or gradient."""
+
+
+def rng_states() -> dict[str, Any]:
+    """Every generator training draws from (dropout uses torch's), in a form ``weights_only`` loading accepts."""
+    np_state = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    name, keys, *rest = states["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class CIFARClassifier(L.LightningModule):
+    """Logs ``train/loss`` and ``train/acc`` per step (the Trainer writes every ``log_every_n_steps``),
+    ``train/loss_epoch``, ``train/acc_epoch``, ``val/loss``, ``val/acc``, ``test/loss`` and ``test/acc``."""
+
+    def __init__(
+        self,
+        dropout: DropoutP = 0.0,
+        optimizer: OptimizerCallable | None = None,
+        lr_schedule: Literal["constant", "warmup_cosine"] = "constant",
+        warmup_fraction: ClosedUnitInterval = 0.0,
+        final_lr_fraction: ClosedUnitInterval = 0.0,
+        label_smoothing: ClosedUnitInterval = 0.0,
+        channels_last: bool | None = None,
+        compile: bool = False,
+    ) -> None:
+        """
+        Args:
+            dropout: dropout probability after each max-pool and the first linear layer; 0 adds no layers.
+            optimizer: any torch optimizer (class_path and init_args); default SGD(lr=1e-3, momentum=0.9).
+            lr_schedule: ``warmup_cosine`` ramps linearly to the optimizer's lr, then follows a cosine
+                down to ``final_lr_fraction`` of it, stepped every batch.
+            warmup_fraction: share of all training steps spent warming up.
+            final_lr_fraction: the last step's lr as a share of the peak.
+            label_smoothing: cross-entropy label smoothing.
+            channels_last: NHWC memory layout; default on CUDA only, where it is faster.
+            compile: ``torch.compile`` the network (slow to start, faster per step on a GPU).
+        """
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.net = ConvNet(dropout, NUM_CLASSES)
+        self.optimizer = optimizer
+        self.lr_schedule, self.warmup_fraction, self.final_lr_fraction = lr_schedule, warmup_fraction, final_lr_fraction
+        self.label_smoothing = label_smoothing
+        self.channels_last, self.compile_net = channels_last, compile
+        # Training metrics are persistent (saved in checkpoints) so a mid-epoch resume logs the same epoch means.
+        self.train_loss = MeanMetric()
+        self.train_loss.persistent(True)
+        self.train_acc = MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.train_acc.persistent(True)
+        self.val_loss, self.val_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.test_loss, self.test_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
+        self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    def configure_model(self) -> None:
+        if self.channels_last is None:
+            self.channels_last = self.device.type == "cuda"
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if self.compile_net:
+            self.net.compile()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if self.training else 0.0)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y)
+        self.train_loss.update(loss, weight=len(y))
+        self.log("train/loss", loss)
+        self.log("train/acc", self.train_acc(logits, y))
+        return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Stop before a NaN or infinite loss or gradient reaches the weights, so every checkpoint stays finite."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            lr = optimizer.param_groups[0]["lr"]
+            raise NonFiniteLossError(
+                f"training stopped at step {self.global_step} (epoch {self.current_epoch}): the loss or its gradient "
+                f"is not finite. The learning rate ({lr:g}) is likely too high: lower model.optimizer.init_args.lr. "
+                "The last checkpoint holds the last finite state."
+            )
+
+    def on_train_epoch_end(self) -> None:
+        self.log("train/loss_epoch", self.train_loss.compute())
+        self.log("train/acc_epoch", self.train_acc.compute())
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        logits = self(x)
+        loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        loss_metric.update(self._loss(logits, y), weight=len(y))
+        acc_metric.update(logits, y)
+        self.log(f"{stage}/loss", loss_metric, prog_bar=stage == "val")
+        self.log(f"{stage}/acc", acc_metric, prog_bar=True)
+        return logits
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        logits = self._evaluate(batch, "test")
+        self.test_confusion.update(logits, batch[1])
+
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self(batch[0]).softmax(dim=1)
+
+    def configure_optimizers(self) -> Any:
+        params = self.parameters()
+        optimizer = self.optimizer(params) if self.optimizer else torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+        if self.lr_schedule == "constant":
+            return optimizer
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.warmup_fraction * total)
+        floor = self.final_lr_fraction
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup - 1, 1), 1.0)
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        ours = {k: v.shape for k, v in self.state_dict().items()}
+        theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if isinstance(v, Tensor)}
+        if ours != theirs:
+            differing = sorted(set(ours.items()) ^ set(theirs.items()))[:3]
+            raise CifarError(
+                f"the checkpoint does not fit this ConvNet (differs in {', '.join(k for k, _ in differing)}): "
+                "pass a checkpoint written by this package's fit"
+            )
+        self._rng_to_restore = checkpoint.get("rng_states")
+
+    def on_train_start(self) -> None:
+        """Restore the generators here, after everything that runs between loading and the first step."""
+        if self._rng_to_restore is not None:
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None

@@ -1,0 +1,57 @@
+"""Small generated CIFAR-shaped data and a way to run the command line in-process."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_lightning.cli import main
+
+PALETTE = np.array(
+    [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
+     [145, 30, 180], [70, 240, 240], [240, 50, 230], [128, 128, 0], [0, 0, 128]],
+    dtype=np.int16,
+)  # fmt: skip
+
+
+def make_arrays(n_train: int = 640, n_test: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """Learnable images: each class a colour, plus noise, so a few epochs reach far above chance."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        y = rng.integers(0, 10, n)
+        noise = rng.integers(-60, 61, (n, 32, 32, 3))
+        arrays[f"x_{split}"] = np.clip(PALETTE[y][:, None, None, :] + noise, 0, 255).astype(np.uint8)
+        arrays[f"y_{split}"] = y.astype(np.int64)
+    return arrays
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    np.savez(folder / "cifar10.npz", **make_arrays())
+    return folder
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run ``python -m cifar_lightning`` in-process in tmp_path on the generated data; returns the exit status."""
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args: str, quick: bool = True) -> int:
+        extra = []
+        if quick:
+            extra = [
+                f"--data.data_dir={data_dir}",
+                "--data.download=false",
+                "--data.val_size=128",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+            ]
+        try:
+            return main([*args, *extra])
+        except SystemExit as exit:  # the parser's own errors (exit 2)
+            return exit.code
+
+    return run

@@ -1,0 +1,194 @@
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_lightning.cli import CifarCLI
+from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.module import CIFARClassifier
+
+CONFIGS = sorted(Path(__file__).parents[1].glob("configs/model*.yaml"))
+STUDY = {  # config: (epochs, batch, momentum, lr, dropout), from the study's table
+    "model1": (20, 32, 0.9, 1e-3, 0.0),
+    "model2": (50, 32, 0.9, 1e-3, 0.5),
+    "model3": (300, 32, 0.5, 1e-3, 0.5),
+    "model4": (300, 64, 0.9, 1e-3, 0.5),
+    "model5": (50, 32, 0.9, 1e-3, 0.2),
+    "model6": (300, 32, 0.9, 1e-3, 0.8),
+    "model7": (50, 128, 0.5, 1e-2, 0.5),
+    "model7b": (300, 128, 0.5, 1e-2, 0.5),
+}
+FIT = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=2", "--trainer.limit_train_batches=6"]
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(autouse=True)
+def configs_here(tmp_path):
+    (tmp_path / "configs").mkdir()
+    for config in CONFIGS:
+        (tmp_path / "configs" / config.name).write_text(config.read_text())
+
+
+def test_every_study_config_is_present_and_parses_to_the_study_values(tmp_path):
+    assert {c.stem for c in CONFIGS} == set(STUDY)
+    for config in CONFIGS:
+        cli = CifarCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
+        epochs, batch, momentum, lr, dropout = STUDY[config.stem]
+        c = cli.config
+        assert c.seed_everything == 0
+        assert c.trainer.max_epochs == epochs and c.data.batch_size == batch and c.data.val_size == 1000
+        assert c.model.optimizer.class_path == "torch.optim.SGD"
+        assert c.model.optimizer.init_args.lr == lr and c.model.optimizer.init_args.momentum == momentum
+        assert c.model.dropout == dropout
+        assert c.trainer.logger.init_args.name == config.stem
+        assert cli.model.net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_fit_writes_checkpoints_and_events_then_test_uses_the_best(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT, "--trainer.log_every_n_steps=2") == 0
+    run = tmp_path / "lightning_logs" / "model1" / "version_0"
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert "last.ckpt" in names and any(n.startswith("epoch=") and "-val_acc=" in n for n in names)
+    assert "best checkpoint:" in capsys.readouterr().out
+    tags = scalars(run)
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "train/loss_epoch"} <= set(tags)
+    assert len(tags["val/acc"]) == 2
+    assert (run / "config.yaml").is_file() and "lr: 0.001" in (run / "hparams.yaml").read_text()
+
+    assert run_cli("test", "--config=configs/model1.yaml", "--ckpt_path=best") == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out
+    record = json.loads((run / "test_results.json").read_text())
+    assert record["checkpoint"].endswith(".ckpt") and "epoch=" in record["checkpoint"]
+    assert 0 <= record["test/acc"] <= 1 and math.isfinite(record["test/loss"])
+    assert sum(map(sum, record["confusion"])) == 200  # every test image counted once
+    assert not (tmp_path / "lightning_logs" / "model1" / "version_1").exists()  # logged into the tested run
+
+
+def test_test_without_a_checkpoint_is_an_error_not_fresh_weights(run_cli, capsys):
+    assert run_cli("test", "--config=configs/model4.yaml") == 1
+    assert "no best checkpoint of model 'model4'" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_checkpoint_is_refused(run_cli, tmp_path, capsys):
+    bogus = tmp_path / "bogus.ckpt"
+    bogus.write_bytes(b"definitely not a checkpoint")
+    assert run_cli("test", "--config=configs/model1.yaml", f"--ckpt_path={bogus}") == 1
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_network_is_refused(run_cli, tmp_path, capsys):
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"net.weight": torch.zeros(3)}, "pytorch-lightning_version": "2.6.0"}, other)
+    assert run_cli("test", "--config=configs/model1.yaml", f"--ckpt_path={other}") == 1
+    assert "does not fit this ConvNet" in capsys.readouterr().err
+
+
+def test_a_truncated_checkpoint_is_refused(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT[:2], "--trainer.max_epochs=1", "--trainer.limit_train_batches=2") == 0
+    last = tmp_path / "lightning_logs/model1/version_0/checkpoints/last.ckpt"
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(last.read_bytes()[:5000])
+    assert run_cli("test", "--config=configs/model1.yaml", f"--ckpt_path={cut}") == 1
+    assert "is not a readable checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("--model.optimizer.init_args.lr=0", '"model.optimizer.init_args.lr": 0.0 must be greater than 0'),
+        ("--model.optimizer.init_args.lr=-1", "must be greater than 0"),
+        ("--model.optimizer.init_args.momentum=1", '"model.optimizer.init_args.momentum": 1.0 must be in [0, 1)'),
+        ("--model.dropout=1", 'key "model.dropout"'),
+        ("--model.dropout=-0.1", "v>=0 and v<1"),
+        ("--data.batch_size=0", 'key "data.batch_size"'),
+        ("--data.val_size=0", 'key "data.val_size"'),
+        ("--data.val_size=50000", "v>=1 and v<=49999"),
+        ("--model.optimizer.init_args.lr=.nan", "is not a finite number"),
+        ("--model.optimizer.init_args.momentum=.inf", "is not a finite number"),
+        ("--model.label_smoothing=inf", 'key "model.label_smoothing"'),
+        ("--model.droput=0.5", "droput"),
+        ("--config=configs/missing.yaml", "missing.yaml"),
+    ],
+)
+def test_bad_config_values_fail_at_parse_time_and_write_nothing(run_cli, tmp_path, capsys, arg, message):
+    assert run_cli("fit", "--config=configs/model1.yaml", arg) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_malformed_yaml_fails_cleanly(run_cli, tmp_path, capsys):
+    (tmp_path / "configs" / "broken.yaml").write_text("model:\n  dropout: [0.5\n")
+    assert run_cli("fit", "--config=configs/broken.yaml") == 2
+    assert "Problems parsing config" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_bad_data_fails_before_any_run_folder_exists(run_cli, tmp_path, data_dir, capsys):
+    (data_dir / "cifar10.npz").write_bytes(b"PK\x03\x04 broken")
+    assert run_cli(*FIT) == 1
+    assert "is truncated or not a valid .npz" in capsys.readouterr().err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_diverging_run_stops_with_a_finite_last_checkpoint(run_cli, tmp_path, capsys):
+    code = run_cli(*FIT, "--model.optimizer.init_args.lr=1e4", "--resume_checkpoint.every_n_train_steps=1")
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "is not finite" in err and "learning rate (10000) is likely too high" in err
+    for ckpt in (tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), ckpt.name
+
+
+def test_the_network_learns_a_learnable_task(run_cli, tmp_path):
+    args = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=8", "--model.optimizer.init_args.lr=0.01"]
+    assert run_cli(*args) == 0
+    accs = [v for _, v in scalars(tmp_path / "lightning_logs/model1/version_0")["val/acc"]]
+    assert accs[-1] > 0.6  # chance is 0.1
+
+
+def test_fit_ckpt_path_last_resumes_the_same_run(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT[:2], "--trainer.max_epochs=1", "--trainer.limit_train_batches=4") == 0
+    capsys.readouterr()
+    assert run_cli(*FIT[:2], "--trainer.max_epochs=2", "--trainer.limit_train_batches=4", "--ckpt_path=last") == 0
+    assert "using checkpoint" in capsys.readouterr().err
+    runs = sorted(p.name for p in (tmp_path / "lightning_logs/model1").iterdir())
+    assert runs == ["version_0"]
+    assert [s for s, _ in scalars(tmp_path / "lightning_logs/model1/version_0")["val/acc"]] == [3, 7]
+
+
+def test_predict_classifies_image_files_and_reports_unreadable_ones(run_cli, tmp_path, capsys):
+    from PIL import Image
+
+    assert run_cli(*FIT[:2], "--trainer.max_epochs=1", "--trainer.limit_train_batches=2") == 0
+    images = tmp_path / "mine"
+    images.mkdir()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(images / "red.png")
+    Image.new("L", (32, 32), 128).save(images / "grey.jpg")
+    Image.new("RGBA", (100, 100), (0, 0, 255, 128)).save(images / "blue.png")
+    (images / "notes.txt").write_text("not an image")
+    out_csv = tmp_path / "preds.csv"
+    code = run_cli(
+        "predict",
+        "--config=configs/model1.yaml",
+        f"--data.predict_path={images}",
+        f"--prediction_writer.output={out_csv}",
+    )
+    assert code == 1  # one file failed
+    captured = capsys.readouterr()
+    assert "notes.txt" in captured.err
+    rows = out_csv.read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["file", "class", "probability"] and len(rows) == 4
+    for row in rows[1:]:
+        probs = [float(p) for p in row.split(",")[3:]]
+        assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-4
+    assert "red.png:" in captured.out

@@ -1,0 +1,30 @@
+"""One epoch of model1 on the real CIFAR-10 images, where CIFAR10_DIR points at a folder with cifar10.npz."""
+
+import os
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from cifar_lightning.cli import main
+
+REAL = os.environ.get("CIFAR10_DIR")
+CONFIG = Path(__file__).parents[1] / "configs" / "model1.yaml"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not REAL or not (Path(REAL) / "cifar10.npz").is_file(), reason="CIFAR10_DIR/cifar10.npz not set")
+def test_model1_one_epoch_on_real_images(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [
+        f"--config={CONFIG}",
+        f"--data.data_dir={REAL}",
+        "--data.download=false",
+        "--trainer.enable_progress_bar=false",
+    ]
+    assert main(["fit", *args, "--trainer.max_epochs=1"]) == 0
+    events = EventAccumulator(str(tmp_path / "lightning_logs/model1/version_0"))
+    events.Reload()
+    assert events.Scalars("val/acc")[-1].value > 0.25
+    assert main(["test", *args, "--ckpt_path=best"]) == 0
+    assert (tmp_path / "lightning_logs/model1/version_0/test_results.json").is_file()
