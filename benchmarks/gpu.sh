@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# GPU check for a fresh machine with PyTorch (and Lightning) preinstalled and no internet; about 3-5 minutes.
+# Usage: benchmarks/gpu.sh CIFAR10_NPZ_DIR   (a folder with cifar10.npz; or a .gpu/ folder with the JPEG archive)
+# Prints the benchmark table (Lightning vs plain loop, data path vs torchvision, evaluation, bf16 vs fp32,
+# compiled vs eager) and model4 for 10 epochs with validation accuracy and seconds per epoch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-data}
+if [ ! -f "$DATA/cifar10.npz" ] && [ -f .gpu/cifar10-jpeg.tar.gz ]; then
+  mkdir -p "$DATA" && python3 .gpu/make-cifar10-npz "$DATA"
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+export PYTHONUNBUFFERED=1
+python3 -m cifar_lightning.bench --data_dir "$DATA" --batch_sizes 32 128 --steps 300 --warmup 30 --gpu_epochs 10

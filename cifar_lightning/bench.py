@@ -1,0 +1,229 @@
+"""``python -m cifar_lightning.bench``: throughput measured in one run on one machine, as ratios to baselines.
+
+- training images/s of ``fit`` through Lightning against a plain PyTorch loop written here
+  (same net, data, batch size and SGD), at each batch size;
+- one epoch of batches from this package's data path against torchvision's CIFAR10 + ToTensor +
+  Normalize + DataLoader(SubsetRandomSampler, num_workers=2);
+- evaluation images/s on the test split;
+- on a GPU, one full model4 epoch through Lightning and its 300-epoch projection.
+Timings on a shared machine are noisy: compare ratios within one run, not numbers across runs.
+"""
+
+import argparse
+import pickle
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import transforms
+from torchvision.datasets import CIFAR10
+
+from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, EpochSampler, TensorLoader, load_npz
+from cifar_lightning.model import ConvNet
+from cifar_lightning.module import CIFARClassifier
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int, steps: int, warmup: int) -> float:
+    """images/s of a hand-written loop: gather, normalize, forward, backward, SGD step."""
+    device = images.device
+    torch.manual_seed(0)
+    net = ConvNet().to(device)
+    if device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
+    mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
+    order = torch.randperm(len(images), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    start = 0.0
+    for step in range(warmup + steps):
+        if step == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        idx = order[(step * batch_size) % (len(images) - batch_size) :][:batch_size]
+        x = (images[idx].float() / 255 - mean) / std
+        with autocast:
+            loss = F.cross_entropy(net(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    _sync(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+class _Timer(L.Callback):
+    """Times training batches after a warm-up, the same span the plain loop times."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.batches = warmup, 0.0, 0.0, 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.global_step == self.warmup:
+            _sync(pl_module.device)
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == trainer.max_steps:
+            _sync(pl_module.device)
+        self.end = time.perf_counter()
+        self.batches = trainer.global_step - self.warmup
+
+
+def _trainer(accelerator: str, callbacks: list[L.Callback], precision: str | None = None, **kwargs) -> L.Trainer:
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision or ("bf16-mixed" if accelerator == "gpu" else "32-true"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def lightning_fit(
+    data_dir: str,
+    accelerator: str,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    precision: str | None = None,
+    compile: bool = False,
+) -> float:
+    """images/s of this package's fit: CIFARClassifier + CIFAR10DataModule through a Trainer."""
+    torch.manual_seed(0)
+    timer = _Timer(warmup)
+    trainer = _trainer(
+        accelerator, [timer], precision, max_steps=warmup + steps, limit_val_batches=0, log_every_n_steps=100
+    )
+    dm = CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=batch_size)
+    trainer.fit(CIFARClassifier(compile=compile), datamodule=dm)
+    return timer.batches * batch_size / (timer.end - timer.start)
+
+
+def model4_epochs(data_dir: str, accelerator: str, epochs: int = 2) -> list[tuple[float, float]]:
+    """(seconds, val/acc) per full model4 epoch (batch 64, dropout 0.5) through Lightning, with validation."""
+    torch.manual_seed(0)
+    seconds: list[tuple[float, float]] = []
+
+    class EpochClock(L.Callback):
+        def on_train_epoch_start(self, trainer, pl_module):
+            _sync(pl_module.device)
+            self.t = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            _sync(pl_module.device)
+            seconds.append((time.perf_counter() - self.t, float(trainer.callback_metrics.get("val/acc", -1))))
+
+    trainer = _trainer(accelerator, [EpochClock()], max_epochs=epochs)
+    model = CIFARClassifier(dropout=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9))
+    dm = CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=64)
+    trainer.fit(model, datamodule=dm)
+    return seconds
+
+
+def _time_epoch(batches: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    for x, _ in batches():
+        x.sum()  # touch the batch so lazy work is done
+    return time.perf_counter() - start
+
+
+def data_paths(npz: dict[str, np.ndarray], batch_size: int, workers: int) -> tuple[float, float]:
+    """Seconds for one 49,000-image epoch: this package's loader against torchvision's pipeline."""
+    images = torch.from_numpy(npz["x_train"][:49000]).permute(0, 3, 1, 2).contiguous()
+    labels = torch.from_numpy(npz["y_train"][:49000]).long()
+    ours = _time_epoch(lambda: TensorLoader(images, labels, batch_size, EpochSampler(49000, shuffle=True)))
+    with tempfile.TemporaryDirectory() as root:
+        folder = Path(root) / CIFAR10.base_folder
+        folder.mkdir()
+        flat = npz["x_train"].transpose(0, 3, 1, 2).reshape(len(npz["x_train"]), -1)
+        for i, chunk in enumerate(np.array_split(np.arange(len(flat)), 5), start=1):
+            batch = {"data": flat[chunk], "labels": npz["y_train"][chunk].tolist()}
+            (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+        # our files are not the official ones, so skip torchvision's MD5 checks, nothing else
+        unchecked = type(
+            "Unchecked", (CIFAR10,), {"_check_integrity": lambda self: True, "_load_meta": lambda self: None}
+        )
+        transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+        dataset = unchecked(root, train=True, transform=transform)
+        sampler = torch.utils.data.SubsetRandomSampler(range(49000))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers)
+        theirs = _time_epoch(lambda: loader)
+    return ours, theirs
+
+
+def evaluation(npz: dict[str, np.ndarray], device: torch.device) -> float:
+    """Test-split images/s of the network in eval mode, batches of 1000."""
+    images = torch.from_numpy(npz["x_test"]).permute(0, 3, 1, 2).contiguous().to(device)
+    loader = TensorLoader(images, torch.from_numpy(npz["y_test"]).to(device), 1000, EpochSampler(len(images), False))
+    net = ConvNet().to(device).eval()
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    with torch.inference_mode(), autocast:
+        net(next(iter(loader))[0])
+        _sync(device)
+        start = time.perf_counter()
+        for x, _ in loader:
+            net(x).argmax(1)
+        _sync(device)
+    return len(images) / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default="data", help="folder with cifar10.npz")
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 128])
+    parser.add_argument("--steps", type=int, default=150, help="timed training steps per measurement")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2, help="torchvision DataLoader workers")
+    parser.add_argument("--gpu_epochs", type=int, default=2, help="full model4 epochs to time on a GPU")
+    args = parser.parse_args(argv)
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    accelerator = "gpu" if cuda else "cpu"
+    npz = load_npz(Path(args.data_dir) / "cifar10.npz")
+    name = torch.cuda.get_device_name() if cuda else f"{platform.processor() or platform.machine()} CPU"
+    print(f"# {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, lightning {L.__version__}")
+    print("| measurement | this package | baseline | ratio |")
+    print("|---|---|---|---|")
+    images = torch.from_numpy(npz["x_train"][:49000]).permute(0, 3, 1, 2).contiguous().to(device)
+    labels = torch.from_numpy(npz["y_train"][:49000]).long().to(device)
+    for bs in args.batch_sizes:
+        plain = plain_loop(images, labels, bs, args.steps, args.warmup)
+        ours = lightning_fit(args.data_dir, accelerator, bs, args.steps, args.warmup)
+        row = f"| fit, batch {bs} (train images/s; baseline: plain loop) | {ours:,.0f} | {plain:,.0f}"
+        print(f"{row} | {ours / plain:.3f} |")
+    ours_s, tv_s = data_paths(npz, 32, args.workers)
+    print(f"| one epoch of batches, batch 32 (s; baseline: torchvision DataLoader) | {ours_s:.2f} | {tv_s:.2f} | "
+          f"{tv_s / ours_s:.1f}x faster |")  # fmt: skip
+    print(f"| evaluation, test split (images/s) | {evaluation(npz, device):,.0f} | | |")
+    if cuda:
+        fp32 = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup, precision="32-true")
+        bf16 = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup)
+        print(f"| fit, batch 64, bf16-mixed vs 32-true (images/s) | {bf16:,.0f} | {fp32:,.0f} | {bf16 / fp32:.2f} |")
+        compiled = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup, compile=True)
+        print(f"| fit, batch 64, compiled vs eager, bf16 (images/s) | {compiled:,.0f} | {bf16:,.0f} | "
+              f"{compiled / bf16:.2f} |")  # fmt: skip
+        epochs = model4_epochs(args.data_dir, accelerator, args.gpu_epochs)
+        for i, (sec, acc) in enumerate(epochs):
+            print(f"| model4 epoch {i} (s incl. validation; val/acc) | {sec:.2f} | val/acc {acc:.4f} | |")
+        steady = sorted(sec for sec, _ in epochs[1:]) or [epochs[0][0]]
+        print(f"| model4, 300 epochs projected (median epoch) | {300 * steady[len(steady) // 2] / 60:.1f} min | | |")
+
+
+if __name__ == "__main__":
+    main()
