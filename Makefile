@@ -4,7 +4,7 @@ MODEL ?= model7b
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-all lint format fit evaluate tensorboard clean
+.PHONY: help install test lint format fit evaluate bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ fit: install  ## train MODEL (default model7b), e.g. make fit MODEL=model4 ARGS=
 
 evaluate: install  ## test MODEL's best checkpoint on the 10,000 test images
 	$(PYTHON) -m cifar_lightning test --config configs/$(MODEL).yaml --ckpt_path best $(ARGS)
+
+bench: install  ## throughput table: Lightning vs a plain loop, data path vs torchvision (see BENCHMARKS.md)
+	$(PYTHON) -m cifar_lightning.bench --data_dir data
 
 tensorboard: install  ## serve the dashboards of every run under lightning_logs/
 	.venv/bin/tensorboard --logdir lightning_logs

@@ -228,7 +228,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except SIGTERMException:
-        resume = [a for a in argv if not a.startswith("--ckpt_path")]
+        resume = [
+            a for i, a in enumerate(argv) if not a.startswith("--ckpt_path") and argv[i - 1 : i] != ["--ckpt_path"]
+        ]
         print(
             "stopped: the run was interrupted and saved; resume with: "
             f"python -m cifar_lightning {shlex.join(resume)} --ckpt_path last",

@@ -182,7 +182,7 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # A generator: the order is drawn at the first next(), after Lightning's set_epoch.
         start, self._start = self._start, 0
-        self._finished = False
+        self._yielded, self._finished = start, False
         order = self.sampler.indices().to(self.images.device)
         augmenting = self.flip_p > 0 or self.translate > 0
         if augmenting:
@@ -205,12 +205,12 @@ class TensorLoader:
     def state_dict(self) -> dict[str, int]:
         """Epoch and first batch a resumed run must start from.
 
-        Lightning's fetcher has always asked for one batch beyond the one being trained on, so the
-        batch to resume from is the last one handed out; after the last batch, the next epoch starts.
+        Lightning takes batches from a sized loader one at a time (it knows the last one from
+        ``len``), so every batch handed out has been trained on when a checkpoint is written.
         """
-        if self._finished:
+        if self._finished or self._yielded >= len(self):
             return {"epoch": self.sampler.epoch + 1, "batch": 0}
-        return {"epoch": self.sampler.epoch, "batch": max(self._yielded - 1, 0)}
+        return {"epoch": self.sampler.epoch, "batch": self._yielded}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.sampler.set_epoch(state["epoch"])

@@ -1,0 +1,82 @@
+"""A run killed mid-epoch and resumed with ``--ckpt_path last`` ends exactly where an uninterrupted one does."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+CONFIG = Path(__file__).parents[1] / "configs" / "model2.yaml"  # has dropout, so its generator state matters
+
+
+def _fit(cwd: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    args = [
+        sys.executable, "-m", "cifar_lightning", "fit", f"--config={CONFIG}", f"--data.data_dir={data_dir}",
+        "--data.download=false", "--data.val_size=128", "--trainer.max_epochs=4", "--trainer.log_every_n_steps=3",
+        "--resume_checkpoint.every_n_train_steps=5", "--trainer.enable_progress_bar=false", *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _final_state(run: Path) -> tuple[dict, dict[str, dict[int, float]]]:
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    events = EventAccumulator(str(run))
+    events.Reload()
+    # a resumed run logs the steps between its last checkpoint and the kill twice: keep the latest value
+    logged = {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+    return ckpt, logged
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    whole = _fit(tmp_path / "a", data_dir)
+    assert whole.wait(timeout=300) == 0, whole.stdout.read()
+
+    killed = _fit(tmp_path / "b", data_dir)
+    last = tmp_path / "b/lightning_logs/model2/version_0/checkpoints/last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    first = torch.load(last, weights_only=True)
+    assert first["global_step"] < 16 * 4, "killed too late to test a mid-run resume"
+
+    resumed = _fit(tmp_path / "b", data_dir, "--ckpt_path=last")
+    out = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out
+    assert "using checkpoint" in out
+
+    a, a_logged = _final_state(tmp_path / "a/lightning_logs/model2/version_0")
+    b, b_logged = _final_state(tmp_path / "b/lightning_logs/model2/version_0")
+    assert a["global_step"] == b["global_step"] == 16 * 4
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    a_opt, b_opt = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert a_opt.keys() == b_opt.keys()
+    for sa, sb in zip(a_opt.values(), b_opt.values(), strict=True):
+        assert torch.equal(sa["momentum_buffer"], sb["momentum_buffer"])
+    for tag in ("val/acc", "val/loss", "train/loss", "train/loss_epoch", "train/acc_epoch"):
+        assert a_logged[tag] == b_logged[tag], tag
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_resumable_checkpoint_and_says_how_to_resume(tmp_path, data_dir):
+    run = _fit(tmp_path, data_dir, "--trainer.max_epochs=50")
+    last = tmp_path / "lightning_logs/model2/version_0/checkpoints/last.ckpt"
+    while not last.exists() and run.poll() is None:
+        time.sleep(0.01)
+    run.send_signal(signal.SIGTERM)
+    out = run.communicate(timeout=120)[0]
+    assert run.returncode != 0
+    assert "resume with: python -m cifar_lightning fit" in out and "--ckpt_path last" in out
+    state = torch.load(last, weights_only=True)
+    assert state["global_step"] > 0 and "rng_states" in state
