@@ -173,8 +173,7 @@ class TensorLoader:
         self.shift = -torch.tensor(mean, device=images.device).view(1, 3, 1, 1) / std_t
         self.flip_p, self.translate = flip_p, translate
         self._start = 0  # first batch of the next iteration (non-zero after a mid-epoch restore)
-        self._yielded = 0
-        self._finished = False
+        self._yielded = 0  # batches handed out in the current epoch
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
@@ -182,7 +181,7 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         # A generator: the order is drawn at the first next(), after Lightning's set_epoch.
         start, self._start = self._start, 0
-        self._yielded, self._finished = start, False
+        self._yielded = start
         order = self.sampler.indices().to(self.images.device)
         augmenting = self.flip_p > 0 or self.translate > 0
         if augmenting:
@@ -200,7 +199,6 @@ class TensorLoader:
             if self.translate:
                 x = augment.translate(x, shifts[window], self.translate)
             yield torch.addcmul(self.shift, x.float(), self.scale), self.labels[idx]
-        self._finished = True
 
     def state_dict(self) -> dict[str, int]:
         """Epoch and first batch a resumed run must start from.
@@ -208,7 +206,7 @@ class TensorLoader:
         Lightning takes batches from a sized loader one at a time (it knows the last one from
         ``len``), so every batch handed out has been trained on when a checkpoint is written.
         """
-        if self._finished or self._yielded >= len(self):
+        if self._yielded >= len(self):
             return {"epoch": self.sampler.epoch + 1, "batch": 0}
         return {"epoch": self.sampler.epoch, "batch": self._yielded}
 
