@@ -139,11 +139,13 @@ def test_bad_data_fails_before_any_run_folder_exists(run_cli, tmp_path, data_dir
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_a_diverging_run_stops_with_a_finite_last_checkpoint(run_cli, tmp_path, capsys):
+@pytest.mark.parametrize("read_every_step", [True, False], ids=["cpu", "deferred-as-on-gpu"])
+def test_a_diverging_run_stops_with_a_finite_last_checkpoint(run_cli, tmp_path, capsys, monkeypatch, read_every_step):
+    monkeypatch.setattr(CIFARClassifier, "_flag_is_cheap_to_read", lambda self: read_every_step)
     code = run_cli(*FIT, "--model.optimizer.init_args.lr=1e4", "--resume_checkpoint.every_n_train_steps=1")
     assert code == 1
     err = capsys.readouterr().err
-    assert "is not finite" in err and "learning rate (10000) is likely too high" in err
+    assert "is not finite at step 2 (epoch 0)" in err and "learning rate (10000) is likely too high" in err
     for ckpt in (tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("*.ckpt"):
         state = torch.load(ckpt, weights_only=True)["state_dict"]
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()), ckpt.name
