@@ -5,7 +5,9 @@
 - one epoch of batches from this package's data path against torchvision's CIFAR10 + ToTensor +
   Normalize + DataLoader(SubsetRandomSampler, num_workers=2);
 - evaluation images/s on the test split;
-- on a GPU, one full model4 epoch through Lightning and its 300-epoch projection.
+- on a GPU: bf16 against fp32, compiled against eager, cudnn.benchmark on against off, where a
+  step's time goes (wall clock against GPU kernel time, from torch.profiler), and full model4
+  epochs through Lightning with their 300-epoch projection.
 Timings on a shared machine are noisy: compare ratios within one run, not numbers across runs.
 """
 
@@ -35,7 +37,7 @@ def _sync(device: torch.device) -> None:
 
 
 def plain_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int, steps: int, warmup: int) -> float:
-    """images/s of a hand-written loop: gather, normalize, forward, backward, SGD step."""
+    """images/s of a hand-written loop: gather, normalize, forward, backward, SGD step (fp32, as fit)."""
     device = images.device
     torch.manual_seed(0)
     net = ConvNet().to(device)
@@ -45,7 +47,6 @@ def plain_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int, step
     mean = torch.tensor(CIFAR10_MEAN, device=device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD, device=device).view(1, 3, 1, 1)
     order = torch.randperm(len(images), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
     start = 0.0
     for step in range(warmup + steps):
         if step == warmup:
@@ -53,8 +54,9 @@ def plain_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int, step
             start = time.perf_counter()
         idx = order[(step * batch_size) % (len(images) - batch_size) :][:batch_size]
         x = (images[idx].float() / 255 - mean) / std
-        with autocast:
-            loss = F.cross_entropy(net(x), labels[idx])
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(net(x), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -80,11 +82,31 @@ class _Timer(L.Callback):
         self.batches = trainer.global_step - self.warmup
 
 
-def _trainer(accelerator: str, callbacks: list[L.Callback], precision: str | None = None, **kwargs) -> L.Trainer:
+class _Profile(_Timer):
+    """Also records the timed steps with torch.profiler, to split a step into GPU kernel time and the rest."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        if trainer.global_step == self.warmup:
+            activities = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.profiler.__exit__(None, None, None)
+
+
+def _trainer(
+    accelerator: str,
+    callbacks: list[L.Callback],
+    precision: str = "32-true",
+    **kwargs,
+) -> L.Trainer:
+    """A bare Trainer with the CLI's defaults (full precision) and nothing that writes files."""
     return L.Trainer(
         accelerator=accelerator,
         devices=1,
-        precision=precision or ("bf16-mixed" if accelerator == "gpu" else "32-true"),
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -101,18 +123,43 @@ def lightning_fit(
     batch_size: int,
     steps: int,
     warmup: int,
-    precision: str | None = None,
+    precision: str = "32-true",
     compile: bool = False,
+    benchmark: bool | None = None,
+    timer: _Timer | None = None,
 ) -> float:
     """images/s of this package's fit: CIFARClassifier + CIFAR10DataModule through a Trainer."""
     torch.manual_seed(0)
-    timer = _Timer(warmup)
+    timer = timer or _Timer(warmup)
     trainer = _trainer(
-        accelerator, [timer], precision, max_steps=warmup + steps, limit_val_batches=0, log_every_n_steps=100
+        accelerator,
+        [timer],
+        precision,
+        max_steps=warmup + steps,
+        limit_val_batches=0,
+        log_every_n_steps=100,
+        benchmark=benchmark,
     )
     dm = CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=batch_size)
     trainer.fit(CIFARClassifier(compile=compile), datamodule=dm)
     return timer.batches * batch_size / (timer.end - timer.start)
+
+
+def gpu_kernel_time(data_dir: str, batch_size: int, steps: int, warmup: int) -> tuple[float, str]:
+    """GPU kernel milliseconds per training step of fit, and the kernels that take most of it.
+
+    Compared with the (unprofiled) wall time of a step: kernel time far below it means the host
+    (Python, Lightning, kernel launches) sets the pace, not the GPU.
+    """
+    profile = _Profile(warmup)
+    lightning_fit(data_dir, "gpu", batch_size, steps, warmup, timer=profile)
+    events = profile.profiler.key_averages()
+    kernel_us = sum(
+        e.self_device_time_total
+        for e in events
+        if e.device_type == torch.autograd.DeviceType.CUDA and not e.is_user_annotation
+    )
+    return kernel_us / 1000 / profile.batches, events.table(sort_by="self_cuda_time_total", row_limit=12)
 
 
 def model4_epochs(data_dir: str, accelerator: str, epochs: int = 2) -> list[tuple[float, float]]:
@@ -172,8 +219,7 @@ def evaluation(npz: dict[str, np.ndarray], device: torch.device) -> float:
     images = torch.from_numpy(npz["x_test"]).permute(0, 3, 1, 2).contiguous().to(device)
     loader = TensorLoader(images, torch.from_numpy(npz["y_test"]).to(device), 1000, EpochSampler(len(images), False))
     net = ConvNet().to(device).eval()
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode():
         net(next(iter(loader))[0])
         _sync(device)
         start = time.perf_counter()
@@ -212,17 +258,25 @@ def main(argv: list[str] | None = None) -> None:
           f"{tv_s / ours_s:.1f}x faster |")  # fmt: skip
     print(f"| evaluation, test split (images/s) | {evaluation(npz, device):,.0f} | | |")
     if cuda:
-        fp32 = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup, precision="32-true")
-        bf16 = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup)
-        print(f"| fit, batch 64, bf16-mixed vs 32-true (images/s) | {bf16:,.0f} | {fp32:,.0f} | {bf16 / fp32:.2f} |")
-        compiled = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup, compile=True)
-        print(f"| fit, batch 64, compiled vs eager, bf16 (images/s) | {compiled:,.0f} | {bf16:,.0f} | "
-              f"{compiled / bf16:.2f} |")  # fmt: skip
+        base = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup)
+        switches = {
+            "bf16-mixed vs 32-true": {"precision": "bf16-mixed"},
+            "compiled vs eager": {"compile": True},
+            "cudnn.benchmark on vs off": {"benchmark": True},
+        }
+        for label, switch in switches.items():
+            other = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup, **switch)
+            print(f"| fit, batch 64, {label} (images/s) | {other:,.0f} | {base:,.0f} | {other / base:.2f} |")
+        kernel_ms, table = gpu_kernel_time(args.data_dir, 64, args.steps, args.warmup)
+        wall_ms = 1000 * 64 / base
+        print(f"| fit, batch 64: one step (ms; baseline: GPU kernel time in it) | {wall_ms:.2f} | "
+              f"{kernel_ms:.2f} | GPU busy {kernel_ms / wall_ms:.0%} |")  # fmt: skip
         epochs = model4_epochs(args.data_dir, accelerator, args.gpu_epochs)
         for i, (sec, acc) in enumerate(epochs):
             print(f"| model4 epoch {i} (s incl. validation; val/acc) | {sec:.2f} | val/acc {acc:.4f} | |")
         steady = sorted(sec for sec, _ in epochs[1:]) or [epochs[0][0]]
         print(f"| model4, 300 epochs projected (median epoch) | {300 * steady[len(steady) // 2] / 60:.1f} min | | |")
+        print(f"\nWhere a batch-64 step's GPU time goes ({args.steps} steps, torch.profiler):\n{table}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -86,11 +85,6 @@ def validate_config(config: Namespace) -> str | None:
     return None
 
 
-def _default_precision() -> str:
-    """bf16 mixed precision where the GPU has it (the fastest there); full precision elsewhere."""
-    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "32-true"
-
-
 class CifarCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -124,7 +118,6 @@ class CifarCLI(LightningCLI):
                     "init_args": {"save_dir": "lightning_logs", "name": "default"},
                 },
                 "trainer.log_every_n_steps": 100,
-                "trainer.precision": _default_precision(),
             }
         )
         parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)

@@ -112,7 +112,8 @@ class CIFARClassifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _loss(self, logits: Tensor, y: Tensor) -> Tensor:
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Smoothed cross-entropy in training; plain in evaluation, so val and test losses compare with the study."""
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if self.training else 0.0)
 
     def _logs_this_step(self) -> bool:
@@ -123,7 +124,7 @@ class CIFARClassifier(L.LightningModule):
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = self._loss(logits, y)
+        loss = self.loss(logits, y)
         self.train_loss.update(loss.detach(), weight=len(y))
         self.train_acc.update(logits.detach(), y)
         if self._logs_this_step():
@@ -167,7 +168,7 @@ class CIFARClassifier(L.LightningModule):
         x, y = batch
         logits = self(x)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        loss_metric.update(self._loss(logits, y), weight=len(y))
+        loss_metric.update(self.loss(logits, y), weight=len(y))
         acc_metric.update(logits, y)
         self.log(f"{stage}/loss", loss_metric, prog_bar=stage == "val")
         self.log(f"{stage}/acc", acc_metric, prog_bar=True)

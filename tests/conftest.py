@@ -4,8 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_lightning.cli import main
+
+CONFIG_DIR = Path(__file__).parents[1] / "configs"
+FIT = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=2", "--trainer.limit_train_batches=6"]
 
 PALETTE = np.array(
     [[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
@@ -36,8 +40,12 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run_cli(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
-    """Run ``python -m cifar_lightning`` in-process in tmp_path on the generated data; returns the exit status."""
+    """Run ``python -m cifar_lightning`` in-process in tmp_path (with a copy of configs/) on the generated data;
+    returns the exit status."""
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "configs").mkdir(exist_ok=True)
+    for config in CONFIG_DIR.glob("*.yaml"):
+        (tmp_path / "configs" / config.name).write_text(config.read_text())
 
     def run(*args: str, quick: bool = True) -> int:
         extra = []
@@ -55,3 +63,10 @@ def run_cli(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
             return exit.code
 
     return run
+
+
+def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar a run logged, read back by TensorBoard's own reader: {tag: [(step, value)]}."""
+    events = EventAccumulator(str(run))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}

@@ -1,16 +1,14 @@
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import CONFIG_DIR, FIT, scalars
 
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.module import CIFARClassifier
 
-CONFIGS = sorted(Path(__file__).parents[1].glob("configs/model*.yaml"))
 STUDY = {  # config: (epochs, batch, momentum, lr, dropout), from the study's table
     "model1": (20, 32, 0.9, 1e-3, 0.0),
     "model2": (50, 32, 0.9, 1e-3, 0.5),
@@ -21,24 +19,10 @@ STUDY = {  # config: (epochs, batch, momentum, lr, dropout), from the study's ta
     "model7": (50, 128, 0.5, 1e-2, 0.5),
     "model7b": (300, 128, 0.5, 1e-2, 0.5),
 }
-FIT = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=2", "--trainer.limit_train_batches=6"]
-
-
-def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
-    events = EventAccumulator(str(run))
-    events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
-
-
-@pytest.fixture(autouse=True)
-def configs_here(tmp_path):
-    (tmp_path / "configs").mkdir()
-    for config in CONFIGS:
-        (tmp_path / "configs" / config.name).write_text(config.read_text())
+CONFIGS = [CONFIG_DIR / f"{name}.yaml" for name in STUDY]
 
 
 def test_every_study_config_is_present_and_parses_to_the_study_values(tmp_path):
-    assert {c.stem for c in CONFIGS} == set(STUDY)
     for config in CONFIGS:
         cli = CifarCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
         epochs, batch, momentum, lr, dropout = STUDY[config.stem]
@@ -50,6 +34,20 @@ def test_every_study_config_is_present_and_parses_to_the_study_values(tmp_path):
         assert c.model.dropout == dropout
         assert c.trainer.logger.init_args.name == config.stem
         assert cli.model.net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+        # the study trained without augmentation, schedule or label smoothing
+        assert c.data.flip_p == 0 and c.data.translate == 0
+        assert c.model.lr_schedule == "constant" and c.model.label_smoothing == 0
+
+
+def test_the_augmented_config_keeps_the_network_and_turns_the_extras_on():
+    cli = CifarCLI(
+        CIFARClassifier, CIFAR10DataModule, args=["--config", str(CONFIG_DIR / "model4-aug.yaml")], run=False
+    )
+    c = cli.config
+    assert c.data.flip_p == 0.5 and c.data.translate == 4
+    assert c.model.lr_schedule == "warmup_cosine" and c.model.label_smoothing > 0
+    assert c.trainer.logger.init_args.name == "model4-aug"
+    assert sum(p.numel() for p in cli.model.net.parameters()) == 890_410
 
 
 def test_fit_writes_checkpoints_and_events_then_test_uses_the_best(run_cli, tmp_path, capsys):

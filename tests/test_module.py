@@ -1,0 +1,43 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import FIT, scalars
+
+from cifar_lightning.module import CIFARClassifier
+
+
+def test_label_smoothing_applies_to_training_only():
+    model = CIFARClassifier(label_smoothing=0.2)
+    logits, y = torch.randn(16, 10), torch.randint(0, 10, (16,))
+    model.train()
+    assert torch.allclose(model.loss(logits, y), F.cross_entropy(logits, y, label_smoothing=0.2))
+    model.eval()
+    assert torch.allclose(model.loss(logits, y), F.cross_entropy(logits, y))
+    assert not torch.allclose(F.cross_entropy(logits, y), F.cross_entropy(logits, y, label_smoothing=0.2))
+
+
+@pytest.mark.parametrize("final", [0.0, 0.1])
+def test_warmup_cosine_reaches_the_peak_and_the_final_learning_rate(run_cli, tmp_path, final):
+    # 2 epochs x 4 batches = 8 steps: 2 of warm-up (0.005, 0.01), then a cosine down to final * 0.01
+    args = [*FIT, "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=1"]
+    args += ["--trainer.callbacks+=LearningRateMonitor", "--trainer.callbacks.logging_interval=step"]
+    args += ["--model.optimizer.init_args.lr=0.01", "--model.lr_schedule=warmup_cosine"]
+    args += ["--model.warmup_fraction=0.25", f"--model.final_lr_fraction={final}"]
+    assert run_cli(*args) == 0
+    lrs = [v for _, v in scalars(tmp_path / "lightning_logs/model1/version_0")["lr-SGD"]]
+    assert len(lrs) == 8
+    assert lrs[:2] == pytest.approx([0.005, 0.01])
+    assert max(lrs) == pytest.approx(0.01)
+    assert lrs[-1] == pytest.approx(final * 0.01, abs=1e-9)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))  # decreasing after the peak
+    assert not math.isclose(lrs[4], 0.01)
+
+
+def test_a_constant_schedule_keeps_the_configured_learning_rate(run_cli, tmp_path):
+    args = [*FIT, "--trainer.limit_train_batches=3", "--trainer.log_every_n_steps=1"]
+    args += ["--trainer.callbacks+=LearningRateMonitor", "--trainer.callbacks.logging_interval=step"]
+    assert run_cli(*args) == 0
+    lrs = [v for _, v in scalars(tmp_path / "lightning_logs/model1/version_0")["lr-SGD"]]
+    assert lrs == pytest.approx([1e-3] * 6)
