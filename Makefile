@@ -2,13 +2,15 @@
 PYTHON ?= .venv/bin/python
 MODEL ?= model7b
 ARGS ?=
+EPOCHS ?=
+STUDY_CONFIGS ?= $(sort $(wildcard configs/*.yaml))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format fit evaluate bench tensorboard clean
+.PHONY: help install test lint format fit evaluate study report bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra CLI arguments'"
+	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra fit arguments', EPOCHS=N (caps study epochs)"
 
 install: .venv/.installed  ## create .venv and install the package with its dev tools
 
@@ -34,6 +36,20 @@ fit: install  ## train MODEL (default model7b), e.g. make fit MODEL=model4 ARGS=
 
 evaluate: install  ## test MODEL's best checkpoint on the 10,000 test images
 	$(PYTHON) -m cifar_lightning test --config configs/$(MODEL).yaml --ckpt_path best $(ARGS)
+
+# one config of the study: train it, then test its best checkpoint
+define study_run
+	$(PYTHON) -m cifar_lightning fit --config $(1)$(if $(EPOCHS), --trainer.max_epochs $(EPOCHS)) $(ARGS)
+	$(PYTHON) -m cifar_lightning test --config $(1)
+
+endef
+
+study: install  ## train and test every config in configs/, then write reports/ (EPOCHS=2 for a quick pass)
+	$(foreach config,$(STUDY_CONFIGS),$(call study_run,$(config)))
+	$(PYTHON) -m cifar_lightning report
+
+report: install  ## write reports/ (tables, curves, samples) from the runs under lightning_logs/
+	$(PYTHON) -m cifar_lightning report
 
 bench: install  ## throughput table: Lightning vs a plain loop, data path vs torchvision (see BENCHMARKS.md)
 	$(PYTHON) -m cifar_lightning.bench --data_dir data

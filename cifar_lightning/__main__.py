@@ -5,14 +5,17 @@ import sys
 
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command == "stats":
+    if command in ("stats", "report"):
         from jsonargparse import CLI
 
-        from cifar_lightning.data import print_stats
         from cifar_lightning.errors import CifarError
 
+        if command == "stats":
+            from cifar_lightning.data import print_stats as tool
+        else:
+            from cifar_lightning.report import write_report as tool
         try:
-            CLI(print_stats, args=sys.argv[2:])
+            CLI(tool, args=sys.argv[2:])
         except CifarError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

@@ -1,4 +1,5 @@
-"""Callbacks: save a resumable checkpoint on preemption (SIGTERM) or Ctrl-C, and write predictions."""
+"""Callbacks: save a resumable checkpoint on preemption (SIGTERM) or Ctrl-C, write predictions, and add
+figures to TensorBoard."""
 
 import csv
 import signal
@@ -9,9 +10,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_lightning.data import CLASSES
+from cifar_lightning.figures import confusion_figure, samples_figure
 
 
 class Preemption(L.Callback):
@@ -63,3 +66,31 @@ class PredictionWriter(BasePredictionWriter):
                 print(f"{file}: {CLASSES[best]} ({row[best]:.1%})")
                 writer.writerow([str(file), CLASSES[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
         print(f"wrote {len(files)} predictions to {self.output}", file=sys.stderr)
+
+
+class TensorBoardFigures(L.Callback):
+    """TensorBoard's image tab: a labelled grid of training images when fit starts, and the confusion
+    matrix after test (the per-class accuracies are scalars ``test/acc_<class>``)."""
+
+    def __init__(self, samples_per_class: int = 8) -> None:
+        self.samples_per_class = samples_per_class
+
+    @staticmethod
+    def _writer(trainer: L.Trainer) -> Any:
+        if not trainer.is_global_zero:
+            return None
+        return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = self._writer(trainer)
+        splits = getattr(trainer.datamodule, "splits", {})
+        if writer is not None and "train" in splits and trainer.global_step == 0:
+            images, labels = (t.cpu() for t in splits["train"])
+            figure = samples_figure(images, labels, self.samples_per_class)
+            writer.add_figure("samples/training_images", figure, global_step=0)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writer = self._writer(trainer)
+        if writer is not None:
+            figure = confusion_figure(pl_module.test_confusion.compute(), "test confusion matrix")
+            writer.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)

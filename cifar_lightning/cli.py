@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_lightning.callbacks import PredictionWriter, Preemption
+from cifar_lightning.callbacks import PredictionWriter, Preemption, TensorBoardFigures
 from cifar_lightning.checkpoints import (
     BEST_FILENAME,
     BEST_PATTERN,
@@ -30,9 +30,9 @@ from cifar_lightning.checkpoints import (
 )
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
-from cifar_lightning.module import CIFARClassifier
-
-TEST_RESULTS = "test_results.json"
+from cifar_lightning.figures import confusion_figure
+from cifar_lightning.module import CIFARClassifier, per_class_accuracy
+from cifar_lightning.report import TEST_RESULTS
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -111,6 +111,7 @@ class CifarCLI(LightningCLI):
         )
         parser.add_lightning_class_args(Preemption, "preemption")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(TensorBoardFigures, "figures")
         parser.set_defaults(
             {
                 "trainer.logger": {
@@ -188,17 +189,21 @@ class CifarCLI(LightningCLI):
         """Keep the result beside the run it tested, where the report finds it."""
         if not self.trainer.is_global_zero:
             return
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith("test/")}
+        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
         confusion = self.model.test_confusion.compute().cpu()
-        per_class = (confusion.diag() / confusion.sum(1).clamp(min=1)).tolist()
+        per_class = per_class_accuracy(confusion).tolist()
         ckpt = Path(self.config[self.subcommand].ckpt_path)
         run = run_of(ckpt) or Path(self.trainer.log_dir)
         record = {"checkpoint": str(ckpt), **metrics, "per_class_acc": per_class, "confusion": confusion.tolist()}
         tmp = run / f".{TEST_RESULTS}.tmp"
         tmp.write_text(json.dumps(record, indent=2))
         tmp.replace(run / TEST_RESULTS)
+        image = run / "confusion_matrix.png"
+        tmp = run / ".confusion_matrix.tmp.png"
+        confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix").savefig(tmp, dpi=100)
+        tmp.replace(image)
         print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
-        print(f"result saved to {run / TEST_RESULTS}")
+        print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
 
 
 def _seed_or_zero(seed: Any) -> int:

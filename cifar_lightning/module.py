@@ -15,11 +15,17 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
 from cifar_lightning.model import ConvNet
 
 DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
 NUM_CLASSES = 10
+
+
+def per_class_accuracy(confusion: Tensor) -> Tensor:
+    """Recall of each class from a confusion matrix whose rows are the true classes."""
+    return confusion.diag() / confusion.sum(1).clamp(min=1)
 
 
 class NonFiniteLossError(CifarError):
@@ -180,6 +186,10 @@ class CIFARClassifier(L.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, "test")
         self.test_confusion.update(logits, batch[1])
+
+    def on_test_epoch_end(self) -> None:
+        for name, acc in zip(CLASSES, per_class_accuracy(self.test_confusion.compute()), strict=True):
+            self.log(f"test/acc_{name}", acc)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self(batch[0]).softmax(dim=1)

@@ -4,9 +4,11 @@ import math
 import pytest
 import torch
 from conftest import CONFIG_DIR, FIT, scalars
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_lightning.cli import CifarCLI
-from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.data import CLASSES, CIFAR10DataModule
 from cifar_lightning.module import CIFARClassifier
 
 STUDY = {  # config: (epochs, batch, momentum, lr, dropout), from the study's table
@@ -68,6 +70,13 @@ def test_fit_writes_checkpoints_and_events_then_test_uses_the_best(run_cli, tmp_
     assert record["checkpoint"].endswith(".ckpt") and "epoch=" in record["checkpoint"]
     assert 0 <= record["test/acc"] <= 1 and math.isfinite(record["test/loss"])
     assert sum(map(sum, record["confusion"])) == 200  # every test image counted once
+    with Image.open(run / "confusion_matrix.png") as image:
+        assert image.format == "PNG" and image.width > 300
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"samples/training_images", "test/confusion_matrix"} <= set(events.Tags()["images"])
+    per_class = [scalars(run)[f"test/acc_{name}"][-1][1] for name in CLASSES]
+    assert per_class == pytest.approx(record["per_class_acc"])
     assert not (tmp_path / "lightning_logs" / "model1" / "version_1").exists()  # logged into the tested run
 
 

@@ -1,0 +1,78 @@
+"""Figures drawn with matplotlib's object API (no display needed): used by the report, by ``test``
+(the confusion matrix saved next to the run) and by TensorBoard's image tab."""
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from cifar_lightning.data import CLASSES
+
+
+def curves_figure(model: str, scalars: dict[str, list[tuple[int, float]]], steps_per_epoch: int) -> Figure:
+    """Loss and accuracy against epochs: training per logged step and per epoch, validation per epoch.
+
+    ``scalars`` maps TensorBoard tags to (step, value) pairs, as a run logged them; step ``s`` (from 0)
+    ends at epoch ``(s + 1) / steps_per_epoch``, so epoch-end values sit at whole epochs.
+    """
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "acc"), ("loss", "accuracy"), strict=True):
+        step_values = scalars.get(f"train/{metric}", [])
+        if step_values:
+            steps, values = zip(*step_values, strict=True)
+            ax.plot(
+                (np.array(steps) + 1) / steps_per_epoch,
+                values,
+                color="tab:blue",
+                alpha=0.35,
+                lw=0.8,
+                label="training (step)",
+            )
+        for tag, style, name in (
+            (f"train/{metric}_epoch", "-", "training (epoch mean)"),
+            (f"val/{metric}", "-o", "validation"),
+        ):
+            values = [v for _, v in scalars.get(tag, [])]
+            if values:
+                color = "tab:blue" if tag.startswith("train") else "tab:orange"
+                ax.plot(range(1, len(values) + 1), values, style, color=color, ms=3, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{model}: {label}")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return fig
+
+
+def samples_figure(images: torch.Tensor, labels: torch.Tensor, per_class: int = 8) -> Figure:
+    """A grid of training images, one row per class, labelled."""
+    fig = Figure(figsize=(per_class * 0.9 + 1.4, len(CLASSES) * 0.9 + 0.4), layout="constrained")
+    fig.suptitle(f"training images, {per_class} per class")
+    axes = fig.subplots(len(CLASSES), per_class)
+    for c, name in enumerate(CLASSES):
+        picks = torch.nonzero(labels == c).flatten()[:per_class].tolist()
+        for j, ax in enumerate(axes[c]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(picks):
+                ax.imshow(images[picks[j]].permute(1, 2, 0).numpy(), interpolation="nearest")
+        axes[c][0].set_ylabel(name, rotation=0, ha="right", va="center")
+    return fig
+
+
+def confusion_figure(confusion: torch.Tensor, title: str) -> Figure:
+    """Rows are true classes, columns predicted; each cell shows its count."""
+    counts = confusion.cpu().numpy()
+    fig = Figure(figsize=(7.5, 6.5), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(counts, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), n in np.ndenumerate(counts):
+        ax.text(
+            j, i, str(int(n)), ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black"
+        )
+    return fig

@@ -1,0 +1,107 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import scalars
+from PIL import Image
+
+from cifar_lightning.__main__ import main as package_main
+from cifar_lightning.report import STUDY, write_report
+
+QUICK = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.log_every_n_steps=2"]
+
+
+def _row(report: str, section: str, model: str) -> list[str]:
+    """The cells of ``model``'s row in the table under ``## section``."""
+    part = report.split(f"## {section}")[1].split("\n## ")[0]
+    line = next(ln for ln in part.splitlines() if ln.startswith(f"| {model} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+@pytest.fixture
+def tiny_study(run_cli, tmp_path):
+    """model1 trained twice (then a third, interrupted run) and tested; model2 trained, not tested."""
+    assert run_cli("fit", "--config=configs/model1.yaml", *QUICK) == 0
+    assert run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--model.optimizer.init_args.lr=0.01") == 0
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    # stops after 7 steps, in its second epoch of three: an interrupted run
+    assert (
+        run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--trainer.max_epochs=3", "--trainer.max_steps=7") == 0
+    )
+    assert run_cli("fit", "--config=configs/model2.yaml", *QUICK) == 0
+    return tmp_path
+
+
+def test_report_tables_match_the_event_files(tiny_study, data_dir):
+    logs = tiny_study / "lightning_logs"
+    out = write_report(str(logs), str(tiny_study / "reports"), str(data_dir), str(tiny_study / "configs"))
+    report = (out / "report.md").read_text()
+
+    # model1: the newest complete run is version_1; version_2 was interrupted
+    run = logs / "model1" / "version_1"
+    accs = [v for _, v in scalars(run)["val/acc"]]
+    losses = [v for _, v in scalars(run)["val/loss"]]
+    best = accs.index(max(accs))
+    row = _row(report, "Best validation accuracy", "model1")
+    assert row[1] == "version_1 (of 3)"
+    assert row[2] == "capped at 2 of 20 epochs"
+    assert row[3] == f"{100 * max(accs):.2f}%" and row[4] == "74.60%"
+    assert row[5] == f"{100 * (max(accs) - STUDY['model1'].best_val_acc):+.2f} pp"
+    assert row[6] == f"{losses[best]:.4f}" and row[7] == "0.9791"
+    assert row[9] == str(best + 1) and row[10] == "16"
+    assert "version_2 (interrupted after 1 of 3 epochs; capped at 3 of 20 epochs)" in report
+
+    test = json.loads((run / "test_results.json").read_text())
+    row = _row(report, "Test accuracy", "model1")
+    assert row[1] == f"{100 * test['test/acc']:.2f}%" and row[2] == f"{test['test/loss']:.4f}"
+    assert _row(report, "Test accuracy", "model2")[1] == "not tested"
+
+    assert _row(report, "Hyperparameters", "model2") == [
+        "model2",
+        "2 (capped; study 50)",
+        "32",
+        "0.9",
+        "0.001",
+        "SGD",
+        "0.5",
+    ]
+    assert _row(report, "Hyperparameters", "model1")[4] == "0.01"  # the chosen run's own lr
+    assert "| mean | red |" in report
+
+    for name in ("model1.png", "model2.png", "samples.png"):
+        with Image.open(out / name) as image:
+            image.verify()
+            assert image.format == "PNG" and image.width >= 600 and image.height >= 300, name
+    assert "![model1](model1.png)" in report and "![samples](samples.png)" in report
+
+
+def test_report_replaces_the_folder_whole(tiny_study, data_dir):
+    out = tiny_study / "reports"
+    out.mkdir()
+    (out / "stale.png").write_bytes(b"old")
+    write_report(str(tiny_study / "lightning_logs"), str(out), str(data_dir), str(tiny_study / "configs"))
+    assert not (out / "stale.png").exists() and (out / "report.md").is_file()
+    assert [p.name for p in tiny_study.iterdir() if p.name.startswith(".reports")] == []
+
+
+def test_report_without_runs_says_so_and_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lightning_logs").mkdir()
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report"])
+    assert package_main() == 1
+    assert "no runs under lightning_logs/" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
+
+
+def test_make_study_runs_fit_and_test_for_every_config_then_the_report():
+    root = Path(__file__).parents[1]
+    dry = subprocess.run(
+        ["make", "-n", "study", "EPOCHS=2", "PYTHON=python"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout
+    configs = sorted(p.name for p in (root / "configs").glob("*.yaml"))
+    for config in configs:
+        assert f"fit --config configs/{config} --trainer.max_epochs 2" in dry
+        assert f"test --config configs/{config}" in dry
+    assert dry.rstrip().endswith("python -m cifar_lightning report")
