@@ -125,7 +125,13 @@ def load_run(model: str, path: Path, configs_dir: Path) -> Run:
     config = yaml.safe_load((path / "config.yaml").read_text()) or {}
     events = EventAccumulator(str(path))
     events.Reload()
-    scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    # one value per step (a resumed run logs again the steps after its last checkpoint: the latest counts)
+    scalars = {tag: sorted({e.step: e.value for e in events.Scalars(tag)}.items()) for tag in events.Tags()["scalars"]}
+    # the run's validation history is what fit logged where an epoch ended; ``validate`` logs into the
+    # run's folder too, at step 0
+    epoch_ends = {step for step, _ in scalars.get("train/loss_epoch", [])}
+    for tag in ("val/acc", "val/loss"):
+        scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
     test = json.loads((path / TEST_RESULTS).read_text()) if (path / TEST_RESULTS).is_file() else None
     configured = None
     if (configs_dir / f"{model}.yaml").is_file():

@@ -26,6 +26,7 @@ def tiny_study(run_cli, tmp_path):
     assert run_cli("fit", "--config=configs/model1.yaml", *QUICK) == 0
     assert run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--model.optimizer.init_args.lr=0.01") == 0
     assert run_cli("test", "--config=configs/model1.yaml") == 0
+    assert run_cli("validate", "--config=configs/model1.yaml", "--ckpt_path=best") == 0  # logs val/* once more
     # stops after 7 steps, in its second epoch of three: an interrupted run
     assert (
         run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--trainer.max_epochs=3", "--trainer.max_steps=7") == 0
@@ -52,6 +53,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     assert row[6] == f"{losses[best]:.4f}" and row[7] == "0.9791"
     assert row[9] == str(best + 1) and row[10] == "16"
     assert "version_2 (interrupted after 1 of 3 epochs; capped at 3 of 20 epochs)" in report
+    assert "version_1` (capped at 2 of 20 epochs; 2 epochs logged)" in report
 
     test = json.loads((run / "test_results.json").read_text())
     row = _row(report, "Test accuracy", "model1")
