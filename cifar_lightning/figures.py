@@ -28,7 +28,7 @@ def curves_figure(model: str, scalars: dict[str, list[tuple[int, float]]], steps
                 label="training (step)",
             )
         for tag, style, name in (
-            (f"train/{metric}_epoch", "-", "training (epoch mean)"),
+            (f"train/{metric}_epoch", "-s", "training (epoch mean)"),
             (f"val/{metric}", "-o", "validation"),
         ):
             values = [v for _, v in scalars.get(tag, [])]

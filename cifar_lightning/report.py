@@ -209,9 +209,9 @@ def _hyperparameter_section(chosen: dict[str, Run]) -> list[str]:
     rows = []
     for model, run in chosen.items():
         hp = run.hyperparameters()
-        study = STUDY.get(model)
-        if study is not None and run.capped:
-            hp["epochs"] = f"{hp['epochs']} (capped; study {study.epochs})"
+        if run.capped:
+            source = "study" if model in STUDY else "config"
+            hp["epochs"] = f"{hp['epochs']} (capped; {source} {run.configured_epochs})"
         rows.append([model, *hp.values()])
     header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout"]
     return ["## Hyperparameters", "", *_table(header, rows), ""]
@@ -268,14 +268,14 @@ def _test_section(chosen: dict[str, Run]) -> list[str]:
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    scored = {m: r.best() for m, r in chosen.items() if r.best() is not None}
+    scored = {m: r.best() for m, r in chosen.items() if m in STUDY and r.best() is not None}
     if scored:
         top = max(scored, key=lambda m: scored[m][0])
         test = chosen[top].test
         lines += [
             "",
-            f"Best validation accuracy: **{top}** ({_pct(scored[top][0])}); its test accuracy: "
-            f"**{_pct(test['test/acc']) if test else 'not tested'}**. "
+            f"Best validation accuracy among the study's models: **{top}** ({_pct(scored[top][0])}); its test "
+            f"accuracy: **{_pct(test['test/acc']) if test else 'not tested'}**. "
             "The study's: model4 (85.9%), test accuracy 83.01%.",
         ]
     return [*lines, ""]
@@ -285,7 +285,7 @@ def _runs_section(chosen: dict[str, Run], runs: dict[str, list[Run]]) -> list[st
     lines = ["## Runs used", ""]
     for model, run in chosen.items():
         others = [f"{r.path.name} ({r.status})" for r in runs[model] if r is not run]
-        line = f"- {model}: `{run.path}` ({run.status}; {run.epochs_done} epochs logged)"
+        line = f"- {model}: `{run.path}` ({run.status}; epochs logged: {run.epochs_done})"
         if others:
             line += "; not used: " + ", ".join(others)
         lines.append(line)

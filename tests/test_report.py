@@ -53,7 +53,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     assert row[6] == f"{losses[best]:.4f}" and row[7] == "0.9791"
     assert row[9] == str(best + 1) and row[10] == "16"
     assert "version_2 (interrupted after 1 of 3 epochs; capped at 3 of 20 epochs)" in report
-    assert "version_1` (capped at 2 of 20 epochs; 2 epochs logged)" in report
+    assert "version_1` (capped at 2 of 20 epochs; epochs logged: 2)" in report
 
     test = json.loads((run / "test_results.json").read_text())
     row = _row(report, "Test accuracy", "model1")
