@@ -121,8 +121,18 @@ class Run:
         }
 
 
+def _read(path: Path, parse: Any) -> Any:
+    """A run's YAML or JSON file, or None if absent; a damaged one is one error naming it."""
+    if not path.is_file():
+        return None
+    try:
+        return parse(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CifarError(f"cannot read {path} ({type(err).__name__}): repair it or move its run folder away") from None
+
+
 def load_run(model: str, path: Path, configs_dir: Path) -> Run:
-    config = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    config = _read(path / "config.yaml", yaml.safe_load) or {}
     events = EventAccumulator(str(path))
     events.Reload()
     # one value per step (a resumed run logs again the steps after its last checkpoint: the latest counts)
@@ -132,13 +142,9 @@ def load_run(model: str, path: Path, configs_dir: Path) -> Run:
     epoch_ends = {step for step, _ in scalars.get("train/loss_epoch", [])}
     for tag in ("val/acc", "val/loss"):
         scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
-    test = json.loads((path / TEST_RESULTS).read_text()) if (path / TEST_RESULTS).is_file() else None
-    configured = None
-    if (configs_dir / f"{model}.yaml").is_file():
-        configured = ((yaml.safe_load((configs_dir / f"{model}.yaml").read_text()) or {}).get("trainer") or {}).get(
-            "max_epochs"
-        )
-    return Run(model, path, config, scalars, test, configured)
+    configured = _read(configs_dir / f"{model}.yaml", yaml.safe_load) or {}
+    configured_epochs = (configured.get("trainer") or {}).get("max_epochs")
+    return Run(model, path, config, scalars, _read(path / TEST_RESULTS, json.loads), configured_epochs)
 
 
 def collect(log_dir: Path, configs_dir: Path) -> dict[str, list[Run]]:

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,11 +100,23 @@ def test_report_without_runs_says_so_and_fails(tmp_path, monkeypatch, capsys):
 
 def test_make_study_runs_fit_and_test_for_every_config_then_the_report():
     root = Path(__file__).parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}  # as if run by hand
     dry = subprocess.run(
-        ["make", "-n", "study", "EPOCHS=2", "PYTHON=python"], cwd=root, capture_output=True, text=True, check=True
-    ).stdout
+        ["make", "--no-print-directory", "-n", "study", "EPOCHS=2", "PYTHON=python"],
+        cwd=root, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
     configs = sorted(p.name for p in (root / "configs").glob("*.yaml"))
     for config in configs:
         assert f"fit --config configs/{config} --trainer.max_epochs 2" in dry
         assert f"test --config configs/{config}" in dry
     assert dry.rstrip().endswith("python -m cifar_lightning report")
+
+
+def test_a_damaged_run_file_is_named(tiny_study, data_dir, capsys, monkeypatch):
+    (tiny_study / "lightning_logs/model2/version_0/config.yaml").write_text("model: [unclosed\n")
+    monkeypatch.chdir(tiny_study)
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data_dir={data_dir}"])
+    assert package_main() == 1
+    err = capsys.readouterr().err
+    assert "cannot read lightning_logs/model2/version_0/config.yaml" in err and "move its run folder away" in err
+    assert not (tiny_study / "reports").exists()
