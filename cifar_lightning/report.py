@@ -274,7 +274,7 @@ def _test_section(chosen: dict[str, Run]) -> list[str]:
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    scored = {m: r.best() for m, r in chosen.items() if m in STUDY and r.best() is not None}
+    scored = {m: best for m, r in chosen.items() if m in STUDY and (best := r.best()) is not None}
     if scored:
         top = max(scored, key=lambda m: scored[m][0])
         test = chosen[top].test

@@ -10,30 +10,21 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cifar_lightning.cli import CifarCLI
 from cifar_lightning.data import CLASSES, CIFAR10DataModule
 from cifar_lightning.module import CIFARClassifier
+from cifar_lightning.report import STUDY  # the study's published table
 
-STUDY = {  # config: (epochs, batch, momentum, lr, dropout), from the study's table
-    "model1": (20, 32, 0.9, 1e-3, 0.0),
-    "model2": (50, 32, 0.9, 1e-3, 0.5),
-    "model3": (300, 32, 0.5, 1e-3, 0.5),
-    "model4": (300, 64, 0.9, 1e-3, 0.5),
-    "model5": (50, 32, 0.9, 1e-3, 0.2),
-    "model6": (300, 32, 0.9, 1e-3, 0.8),
-    "model7": (50, 128, 0.5, 1e-2, 0.5),
-    "model7b": (300, 128, 0.5, 1e-2, 0.5),
-}
 CONFIGS = [CONFIG_DIR / f"{name}.yaml" for name in STUDY]
 
 
 def test_every_study_config_is_present_and_parses_to_the_study_values(tmp_path):
     for config in CONFIGS:
         cli = CifarCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
-        epochs, batch, momentum, lr, dropout = STUDY[config.stem]
-        c = cli.config
+        study, c = STUDY[config.stem], cli.config
         assert c.seed_everything == 0
-        assert c.trainer.max_epochs == epochs and c.data.batch_size == batch and c.data.val_size == 1000
+        assert c.trainer.max_epochs == study.epochs and c.data.batch_size == study.batch_size
+        assert c.data.val_size == 1000
         assert c.model.optimizer.class_path == "torch.optim.SGD"
-        assert c.model.optimizer.init_args.lr == lr and c.model.optimizer.init_args.momentum == momentum
-        assert c.model.dropout == dropout
+        assert c.model.optimizer.init_args.lr == study.lr and c.model.optimizer.init_args.momentum == study.momentum
+        assert c.model.dropout == study.dropout
         assert c.trainer.logger.init_args.name == config.stem
         assert cli.model.net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
         # the study trained without augmentation, schedule or label smoothing
