@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_lightning.data import CLASSES
-from cifar_lightning.figures import confusion_figure, samples_figure
+from cifar_lightning.figures import samples_figure
 
 
 class Preemption(L.Callback):
@@ -69,28 +69,18 @@ class PredictionWriter(BasePredictionWriter):
 
 
 class TensorBoardFigures(L.Callback):
-    """TensorBoard's image tab: a labelled grid of training images when fit starts, and the confusion
-    matrix after test (the per-class accuracies are scalars ``test/acc_<class>``)."""
+    """TensorBoard's image tab: a labelled grid of training images when fit starts (``test`` adds the
+    confusion matrix it saves next to the run)."""
 
     def __init__(self, samples_per_class: int = 8) -> None:
         self.samples_per_class = samples_per_class
 
-    @staticmethod
-    def _writer(trainer: L.Trainer) -> Any:
-        if not trainer.is_global_zero:
-            return None
-        return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
-
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = self._writer(trainer)
         splits = getattr(trainer.datamodule, "splits", {})
-        if writer is not None and "train" in splits and trainer.global_step == 0:
-            images, labels = (t.cpu() for t in splits["train"])
-            figure = samples_figure(images, labels, self.samples_per_class)
-            writer.add_figure("samples/training_images", figure, global_step=0)
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = self._writer(trainer)
-        if writer is not None:
-            figure = confusion_figure(pl_module.test_confusion.compute(), "test confusion matrix")
-            writer.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
+        if not trainer.is_global_zero or "train" not in splits or trainer.global_step > 0:
+            return
+        images, labels = (t.cpu() for t in splits["train"])
+        figure = samples_figure(images, labels, self.samples_per_class)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("samples/training_images", figure, global_step=0)

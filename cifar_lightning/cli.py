@@ -17,6 +17,7 @@ from typing import Any
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_lightning.callbacks import PredictionWriter, Preemption, TensorBoardFigures
@@ -186,7 +187,8 @@ class CifarCLI(LightningCLI):
             )
 
     def after_test(self) -> None:
-        """Keep the result beside the run it tested, where the report finds it."""
+        """Keep the result beside the run it tested, where the report finds it; the confusion matrix
+        goes there as an image and to TensorBoard."""
         if not self.trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
@@ -200,8 +202,12 @@ class CifarCLI(LightningCLI):
         tmp.replace(run / TEST_RESULTS)
         image = run / "confusion_matrix.png"
         tmp = run / ".confusion_matrix.tmp.png"
-        confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix").savefig(tmp, dpi=100)
+        figure = confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix")
+        figure.savefig(tmp, dpi=100)
         tmp.replace(image)
+        for logger in self.trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_figure("test/confusion_matrix", figure, global_step=self.trainer.global_step)
         print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
         print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
 
