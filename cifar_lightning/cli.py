@@ -32,7 +32,7 @@ from cifar_lightning.checkpoints import (
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
 from cifar_lightning.figures import confusion_figure
-from cifar_lightning.module import CIFARClassifier, per_class_accuracy
+from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error, per_class_accuracy
 from cifar_lightning.report import TEST_RESULTS
 
 
@@ -176,6 +176,11 @@ class CifarCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Any:
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """An explicit ``model.cuda_graph: true`` that this Trainer rules out fails before the run folder exists."""
+        if self.model.cuda_graph and (blocker := cuda_graph_blocker(self.trainer, self.model.compile_net)):
+            raise cuda_graph_error(blocker)
 
     def after_fit(self) -> None:
         best = self.trainer.checkpoint_callback

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from jsonargparse.typing import ClosedUnitInterval, restricted_number_type
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
@@ -17,6 +18,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
+from cifar_lightning.graph import GraphedForwardLoss
 from cifar_lightning.model import ConvNet
 
 DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
@@ -26,6 +28,25 @@ NUM_CLASSES = 10
 def per_class_accuracy(confusion: Tensor) -> Tensor:
     """Recall of each class from a confusion matrix whose rows are the true classes."""
     return confusion.diag() / confusion.sum(1).clamp(min=1)
+
+
+def cuda_graph_blocker(trainer: L.Trainer, compiled: bool) -> str | None:
+    """What rules out CUDA graph replays in this fit, or None: they need one device, fixed memory and shapes."""
+    if trainer.strategy.root_device.type != "cuda":
+        return "a CUDA device"
+    if trainer.world_size > 1:
+        return "a single device (not DDP)"
+    if trainer.precision != "32-true":
+        return "full precision (trainer.precision 32-true)"
+    if compiled:
+        return "an uncompiled network (model.compile false)"
+    if trainer.accumulate_grad_batches > 1:
+        return "trainer.accumulate_grad_batches 1"
+    return None
+
+
+def cuda_graph_error(blocker: str) -> CifarError:
+    return CifarError(f"model.cuda_graph needs {blocker}: set model.cuda_graph to null (automatic) or false")
 
 
 class NonFiniteLossError(CifarError):
@@ -74,6 +95,7 @@ class CIFARClassifier(L.LightningModule):
         label_smoothing: ClosedUnitInterval = 0.0,
         channels_last: bool | None = None,
         compile: bool = False,
+        cuda_graph: bool | None = None,
     ) -> None:
         """
         Args:
@@ -86,6 +108,9 @@ class CIFARClassifier(L.LightningModule):
             label_smoothing: cross-entropy label smoothing.
             channels_last: NHWC memory layout (cuDNN's native one); default on CUDA only.
             compile: ``torch.compile`` the network (slow to start; 1.1-1.4x per step on an H200, BENCHMARKS.md).
+            cuda_graph: replay the training forward and backward as CUDA graphs (one launch each instead
+                of dozens); default on when fitting on one CUDA device in full precision, uncompiled,
+                without gradient accumulation.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["optimizer"])
@@ -93,7 +118,8 @@ class CIFARClassifier(L.LightningModule):
         self.optimizer = optimizer
         self.lr_schedule, self.warmup_fraction, self.final_lr_fraction = lr_schedule, warmup_fraction, final_lr_fraction
         self.label_smoothing = label_smoothing
-        self.channels_last, self.compile_net = channels_last, compile
+        self.channels_last, self.compile_net, self.cuda_graph = channels_last, compile, cuda_graph
+        self._graphed: GraphedForwardLoss | None = None
         # Training metrics are persistent (saved in checkpoints) so a mid-epoch resume logs the same epoch means.
         # Their input checks would read GPU values every step; the finiteness check below covers them.
         self.train_loss = MeanMetric(nan_strategy="disable")
@@ -113,6 +139,12 @@ class CIFARClassifier(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net:
             self.net.compile()
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            blocker = cuda_graph_blocker(self.trainer, self.compile_net)
+            if self.cuda_graph and blocker:
+                raise cuda_graph_error(blocker)
+            use = self.cuda_graph is not False and blocker is None
+            self._graphed = GraphedForwardLoss(self._forward_loss, self.net) if use else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:
@@ -128,15 +160,19 @@ class CIFARClassifier(L.LightningModule):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0
 
+    def _forward_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The training forward, the part a CUDA graph replays."""
+        logits = self(x)
+        return self.loss(logits, y), logits.detach()
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        logits = self(x)
-        loss = self.loss(logits, y)
+        loss, logits = (self._graphed or self._forward_loss)(x, y)
         self.train_loss.update(loss.detach(), weight=len(y))
-        self.train_acc.update(logits.detach(), y)
+        self.train_acc.update(logits, y)
         if self._logs_this_step():
-            self.log("train/loss", loss.detach())
-            self.log("train/acc", multiclass_accuracy(logits.detach(), y, NUM_CLASSES, average="micro"))
+            self.log("train/loss", loss.detach().clone())  # a replay overwrites the graph's output
+            self.log("train/acc", multiclass_accuracy(logits, y, NUM_CLASSES, average="micro"))
         return loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

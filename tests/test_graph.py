@@ -1,0 +1,125 @@
+"""CUDA graph replays of the training step: when they are used, and (on a GPU) that they train as eager mode does.
+
+The ``gpu`` tests run with ``pytest -m gpu`` on a machine with CUDA; ``benchmarks/gpu.sh`` runs them.
+"""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import FIT
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from cifar_lightning.data import CIFAR10DataModule
+from cifar_lightning.graph import GraphedForwardLoss
+from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker
+
+
+def _trainer(**overrides) -> SimpleNamespace:
+    fields = {
+        "strategy": SimpleNamespace(root_device=torch.device("cuda", 0)),
+        "world_size": 1,
+        "precision": "32-true",
+        "accumulate_grad_batches": 1,
+    }
+    return SimpleNamespace(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "compiled", "needs"),
+    [
+        ({"strategy": SimpleNamespace(root_device=torch.device("cpu"))}, False, "a CUDA device"),
+        ({"world_size": 2}, False, "a single device"),
+        ({"precision": "bf16-mixed"}, False, "full precision"),
+        ({}, True, "an uncompiled network"),
+        ({"accumulate_grad_batches": 4}, False, "accumulate_grad_batches 1"),
+    ],
+)
+def test_cuda_graphs_are_ruled_out_where_they_cannot_replay(overrides, compiled, needs):
+    assert cuda_graph_blocker(_trainer(), compiled=False) is None
+    assert needs in cuda_graph_blocker(_trainer(**overrides), compiled=compiled)
+
+
+def test_asking_for_cuda_graphs_on_the_cpu_fails_before_the_run_starts(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT, "--trainer.accelerator=cpu", "--model.cuda_graph=true") == 1
+    err = capsys.readouterr().err
+    assert "model.cuda_graph needs a CUDA device" in err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def _fit(data_dir: Path, root: Path, dropout: float, cuda_graph: bool, epochs=2, ckpt=None, masks_seed=None):
+    """Fit on the GPU; 512 training images in batches of 48 leave a smaller last batch, which runs eagerly.
+    ``masks_seed`` reseeds only the CUDA generator: same initial weights and batches, other dropout masks."""
+    L.seed_everything(0)
+    if masks_seed is not None:
+        torch.cuda.manual_seed(masks_seed)
+    model = CIFARClassifier(dropout=dropout, cuda_graph=cuda_graph)
+    trainer = L.Trainer(
+        accelerator="gpu",
+        devices=1,
+        max_epochs=epochs,
+        default_root_dir=root,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[ModelCheckpoint(dirpath=root, save_last=True)],
+    )
+    dm = CIFAR10DataModule(data_dir=str(data_dir), download=False, batch_size=48, val_size=128)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt)
+    return model
+
+
+def _largest_difference(a: CIFARClassifier, b: CIFARClassifier) -> float:
+    return max(float((a.state_dict()[k] - v).abs().max()) for k, v in b.net.state_dict(prefix="net.").items())
+
+
+@pytest.mark.gpu
+def test_graph_replays_train_as_eager_mode_does(data_dir, tmp_path):
+    eager = _fit(data_dir, tmp_path / "eager", dropout=0.0, cuda_graph=False)
+    graphed = _fit(data_dir, tmp_path / "graphed", dropout=0.0, cuda_graph=True)
+    assert eager._graphed is None
+    assert graphed._graphed.graphed is not None  # captured, and replayed for the full batches
+    assert graphed.global_step == eager.global_step == 22
+    difference = _largest_difference(eager, graphed)
+    print(f"largest weight difference, graphed against eager: {difference:.2e}")
+    assert difference < 1e-4
+
+
+@pytest.mark.gpu
+def test_graph_replays_with_dropout_are_reproducible_and_resume_exactly(data_dir, tmp_path):
+    """cuDNN's atomics make GPU runs equal only to rounding. Other dropout masks move some weight by about
+    1e-3 in these 22 steps (1.2e-3 measured on the CPU), ten times the rounding allowed."""
+    straight = _fit(data_dir, tmp_path / "straight", dropout=0.5, cuda_graph=True)
+    again = _fit(data_dir, tmp_path / "again", dropout=0.5, cuda_graph=True)
+    _fit(data_dir, tmp_path / "resumed", dropout=0.5, cuda_graph=True, epochs=1)
+    resumed = _fit(data_dir, tmp_path / "resumed", 0.5, True, ckpt=str(tmp_path / "resumed/last.ckpt"))
+    other_masks = _fit(data_dir, tmp_path / "other", dropout=0.5, cuda_graph=True, masks_seed=1)
+    rounding = max(_largest_difference(straight, again), _largest_difference(straight, resumed))
+    masks = _largest_difference(straight, other_masks)
+    print(f"largest weight difference: rounding {rounding:.2e}, other dropout masks {masks:.2e}")
+    assert rounding < 1e-4
+    assert masks > 5e-4
+
+
+@pytest.mark.gpu
+def test_a_graph_replays_new_dropout_masks_and_fills_gradients_and_other_shapes_run_eagerly():
+    layer = torch.nn.Linear(4, 4).cuda()
+
+    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = F.dropout(layer(x), 0.5, training=True)
+        return out.sum(), out.detach()
+
+    graphed = GraphedForwardLoss(forward_loss, layer)
+    x, y = torch.ones(64, 4, device="cuda"), torch.zeros(64, dtype=torch.long, device="cuda")
+    first = graphed(x, y)[1].clone()
+    loss, second = graphed(x, y)
+    assert graphed.graphed is not None
+    assert not torch.equal(first == 0, second == 0)  # a new mask each replay
+    loss.backward()
+    kept = (second != 0).float()  # d(sum of dropout(Wx + b) / 0.5)/dW = 2 * mask^T x
+    torch.testing.assert_close(layer.weight.grad, 2 * kept.T @ x)
+    smaller = graphed(x[:8], y[:8])[1]
+    assert smaller.shape == (8, 4)
