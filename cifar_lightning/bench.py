@@ -5,27 +5,35 @@
 - one epoch of batches from this package's data path against torchvision's CIFAR10 + ToTensor +
   Normalize + DataLoader(SubsetRandomSampler, num_workers=2);
 - evaluation images/s on the test split;
-- on a GPU: bf16 against fp32, compiled against eager, cudnn.benchmark on against off, where a
-  step's time goes (wall clock against GPU kernel time, from torch.profiler), and full model4
-  epochs through Lightning with their 300-epoch projection.
+- on a GPU: CUDA graphs off against on (the default there), bf16 against fp32, compiled against
+  eager, cudnn.benchmark on against off, where a step's time goes (wall clock against GPU kernel
+  time from torch.profiler, and the host's Python functions from cProfile), full model4 epochs
+  through Lightning with their 300-epoch projection, with CUDA graphs and without, and model4
+  epochs through the command line as users run it (logger, checkpoints, progress bar).
 Timings on a shared machine are noisy: compare ratios within one run, not numbers across runs.
 """
 
 import argparse
+import cProfile
+import io
 import pickle
 import platform
+import pstats
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
+from cifar_lightning import cli
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, EpochSampler, TensorLoader, load_npz
 from cifar_lightning.model import ConvNet
 from cifar_lightning.module import CIFARClassifier
@@ -96,6 +104,19 @@ class _Profile(_Timer):
         self.profiler.__exit__(None, None, None)
 
 
+class _HostProfile(_Timer):
+    """Records the timed steps with cProfile: which Python functions the host spends a step in."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
+        if trainer.global_step == self.warmup:
+            self.profiler = cProfile.Profile()
+            self.profiler.enable()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.profiler.disable()
+
+
 def _trainer(
     accelerator: str,
     callbacks: list[L.Callback],
@@ -125,6 +146,7 @@ def lightning_fit(
     warmup: int,
     precision: str = "32-true",
     compile: bool = False,
+    cuda_graph: bool | None = None,
     benchmark: bool | None = None,
     timer: _Timer | None = None,
 ) -> float:
@@ -141,8 +163,30 @@ def lightning_fit(
         benchmark=benchmark,
     )
     dm = CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=batch_size)
-    trainer.fit(CIFARClassifier(compile=compile), datamodule=dm)
+    trainer.fit(CIFARClassifier(compile=compile, cuda_graph=cuda_graph), datamodule=dm)
     return timer.batches * batch_size / (timer.end - timer.start)
+
+
+class _Floor(L.LightningModule):
+    """Lightning's own work per step, with nothing to compute: one scalar parameter and an SGD step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.w * 0
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def floor_ms(data_dir: str, accelerator: str, batch_size: int, steps: int, warmup: int) -> float:
+    """Milliseconds per step of a Trainer fitting ``_Floor`` on this package's data: the least a step can cost."""
+    timer = _Timer(warmup)
+    trainer = _trainer(accelerator, [timer], max_steps=warmup + steps, limit_val_batches=0)
+    trainer.fit(_Floor(), datamodule=CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=batch_size))
+    return 1000 * (timer.end - timer.start) / timer.batches
 
 
 def gpu_kernel_time(data_dir: str, batch_size: int, steps: int, warmup: int) -> tuple[float, str]:
@@ -162,7 +206,18 @@ def gpu_kernel_time(data_dir: str, batch_size: int, steps: int, warmup: int) -> 
     return kernel_us / 1000 / profile.batches, events.table(sort_by="self_cuda_time_total", row_limit=12)
 
 
-def model4_epochs(data_dir: str, accelerator: str, epochs: int = 2) -> list[tuple[float, float]]:
+def host_time(data_dir: str, batch_size: int, steps: int, warmup: int, rows: int = 15) -> str:
+    """The Python functions a training step's host time goes to (cProfile, by own time)."""
+    profile = _HostProfile(warmup)
+    lightning_fit(data_dir, "gpu", batch_size, steps, warmup, timer=profile)
+    out = io.StringIO()
+    pstats.Stats(profile.profiler, stream=out).sort_stats("tottime").print_stats(rows)
+    return out.getvalue()
+
+
+def model4_epochs(
+    data_dir: str, accelerator: str, epochs: int = 2, cuda_graph: bool | None = None
+) -> list[tuple[float, float]]:
     """(seconds, val/acc) per full model4 epoch (batch 64, dropout 0.5) through Lightning, with validation."""
     torch.manual_seed(0)
     seconds: list[tuple[float, float]] = []
@@ -177,10 +232,30 @@ def model4_epochs(data_dir: str, accelerator: str, epochs: int = 2) -> list[tupl
             seconds.append((time.perf_counter() - self.t, float(trainer.callback_metrics.get("val/acc", -1))))
 
     trainer = _trainer(accelerator, [EpochClock()], max_epochs=epochs)
-    model = CIFARClassifier(dropout=0.5, optimizer=lambda p: torch.optim.SGD(p, lr=1e-3, momentum=0.9))
+    optimizer = partial(torch.optim.SGD, lr=1e-3, momentum=0.9)
+    model = CIFARClassifier(dropout=0.5, optimizer=optimizer, cuda_graph=cuda_graph)
     dm = CIFAR10DataModule(data_dir=data_dir, download=False, batch_size=64)
     trainer.fit(model, datamodule=dm)
     return seconds
+
+
+def cli_epochs(data_dir: str, epochs: int) -> list[float]:
+    """Seconds per model4 epoch as users run it (``python -m cifar_lightning fit --config configs/model4.yaml``,
+    with its logger, checkpoints and progress bar): the wall-clock gaps between the logged ``val/acc`` events."""
+    with tempfile.TemporaryDirectory() as logs:
+        args = [
+            "fit",
+            "--config",
+            "configs/model4.yaml",
+            f"--trainer.max_epochs={epochs}",
+            f"--data.data_dir={data_dir}",
+        ]
+        if cli.main([*args, "--data.download=false", f"--trainer.logger.init_args.save_dir={logs}"]) != 0:
+            raise SystemExit("bench: the model4 fit through the command line failed")
+        events = EventAccumulator(str(Path(logs) / "model4" / "version_0"))
+        events.Reload()
+        ends = [e.wall_time for e in events.Scalars("val/acc")]
+    return [b - a for a, b in zip(ends, ends[1:], strict=False)]
 
 
 def _time_epoch(batches: Callable[[], object]) -> float:
@@ -260,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     if cuda:
         base = lightning_fit(args.data_dir, accelerator, 64, args.steps, args.warmup)
         switches = {
+            "CUDA graphs off vs on": {"cuda_graph": False},
             "bf16-mixed vs 32-true": {"precision": "bf16-mixed"},
             "compiled vs eager": {"compile": True},
             "cudnn.benchmark on vs off": {"benchmark": True},
@@ -271,12 +347,23 @@ def main(argv: list[str] | None = None) -> None:
         wall_ms = 1000 * 64 / base
         print(f"| fit, batch 64: one step (ms; baseline: GPU kernel time in it) | {wall_ms:.2f} | "
               f"{kernel_ms:.2f} | GPU busy {kernel_ms / wall_ms:.0%} |")  # fmt: skip
-        epochs = model4_epochs(args.data_dir, accelerator, args.gpu_epochs)
-        for i, (sec, acc) in enumerate(epochs):
-            print(f"| model4 epoch {i} (s incl. validation; val/acc) | {sec:.2f} | val/acc {acc:.4f} | |")
-        steady = sorted(sec for sec, _ in epochs[1:]) or [epochs[0][0]]
-        print(f"| model4, 300 epochs projected (median epoch) | {300 * steady[len(steady) // 2] / 60:.1f} min | | |")
+        floor = floor_ms(args.data_dir, accelerator, 64, args.steps, args.warmup)
+        print(f"| fit, batch 64: one step (ms; baseline: Lightning and data alone, no network) | {wall_ms:.2f} | "
+              f"{floor:.2f} | {floor / wall_ms:.0%} of the step |")  # fmt: skip
+        for graphs, count in (("on", args.gpu_epochs), ("off", 3)):
+            epochs = model4_epochs(args.data_dir, accelerator, count, cuda_graph=graphs == "on")
+            for i, (sec, acc) in enumerate(epochs):
+                row = f"| model4 epoch {i}, CUDA graphs {graphs} (s incl. validation; val/acc)"
+                print(f"{row} | {sec:.2f} | val/acc {acc:.4f} | |")
+            steady = sorted(sec for sec, _ in epochs[1:]) or [epochs[0][0]]
+            minutes = 300 * steady[len(steady) // 2] / 60
+            print(f"| model4, 300 epochs projected (median epoch), CUDA graphs {graphs} | {minutes:.1f} min | | |")
+        for i, sec in enumerate(cli_epochs(args.data_dir, 4), start=1):
+            print(f"| model4 epoch {i} through the command line (s, end of validation to end of validation) | "
+                  f"{sec:.2f} | | |")  # fmt: skip
         print(f"\nWhere a batch-64 step's GPU time goes ({args.steps} steps, torch.profiler):\n{table}")
+        host = host_time(args.data_dir, 64, args.steps, args.warmup)
+        print(f"\nWhere a batch-64 step's host time goes ({args.steps} steps, cProfile):\n{host}")
 
 
 if __name__ == "__main__":
