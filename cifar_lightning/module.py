@@ -107,7 +107,8 @@ class CIFARClassifier(L.LightningModule):
             final_lr_fraction: the last step's lr as a share of the peak.
             label_smoothing: cross-entropy label smoothing.
             channels_last: NHWC memory layout (cuDNN's native one); default on CUDA only.
-            compile: ``torch.compile`` the network (slow to start; 1.1-1.4x per step on an H200, BENCHMARKS.md).
+            compile: ``torch.compile`` the network (slow to start; it rules out CUDA graphs, which were
+                1.7x faster on an H200: BENCHMARKS.md).
             cuda_graph: replay the training forward and backward as CUDA graphs (one launch each instead
                 of dozens); default on when fitting on one CUDA device in full precision, uncompiled,
                 without gradient accumulation.
