@@ -14,7 +14,7 @@ DATA=${1:-data}
 #     pytest pluggy iniconfig pygments
 if ! python3 -c "import jsonargparse, torchmetrics, lightning, tensorboard, pytest" 2>/dev/null; then
   if ! compgen -G ".whl/*.whl" >/dev/null; then
-    echo "gpu.sh: jsonargparse, torchmetrics, lightning or tensorboard is missing and there is no .whl/ (see above)" >&2
+    echo "gpu.sh: jsonargparse, torchmetrics, lightning, tensorboard or pytest is missing and there is no .whl/ (see above)" >&2
     exit 1
   fi
   python3 -m pip install -q --no-index --no-deps --target /tmp/cifar-lightning-site .whl/*.whl

@@ -73,7 +73,8 @@ def _fit(data_dir: Path, root: Path, dropout: float, cuda_graph: bool, epochs=2,
 
 
 def _largest_difference(a: CIFARClassifier, b: CIFARClassifier) -> float:
-    return max(float((a.state_dict()[k] - v).abs().max()) for k, v in b.net.state_dict(prefix="net.").items())
+    weights = a.state_dict()
+    return max(float((weights[k] - v).abs().max()) for k, v in b.net.state_dict(prefix="net.").items())
 
 
 @pytest.mark.gpu
