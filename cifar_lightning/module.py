@@ -18,7 +18,7 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.graph import GraphedForwardLoss
+from cifar_lightning.graph import GraphedStep
 from cifar_lightning.model import ConvNet
 
 DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
@@ -47,6 +47,15 @@ def cuda_graph_blocker(trainer: L.Trainer, compiled: bool) -> str | None:
 
 def cuda_graph_error(blocker: str) -> CifarError:
     return CifarError(f"model.cuda_graph needs {blocker}: set model.cuda_graph to null (automatic) or false")
+
+
+def upgrade_train_state(state_dict: dict[str, Any]) -> None:
+    """Checkpoints written before ``train_sums`` kept the epoch so far in the training metrics' states."""
+    if "train_loss.mean_value" not in state_dict:
+        return
+    loss_sum, _ = state_dict.pop("train_loss.mean_value"), state_dict.pop("train_loss.weight")
+    correct, wrong, _, _ = (state_dict.pop(f"train_acc.{k}").sum() for k in ("tp", "fn", "fp", "tn"))
+    state_dict["train_sums"] = torch.stack([loss_sum, correct, correct + wrong]).float()
 
 
 class NonFiniteLossError(CifarError):
@@ -80,9 +89,11 @@ class CIFARClassifier(L.LightningModule):
     ``train/loss_epoch``, ``train/acc_epoch``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc`` and
     ``test/acc_<class>``.
 
-    Nothing in a training step waits for the GPU: per-step metrics are accumulated on the device,
-    and the finiteness check reads its device-side flag only on logging steps and before a
-    checkpoint is written (on the CPU, where reading is free, every step).
+    Nothing in a training step waits for the GPU: the epoch's loss and accuracy are summed on the
+    device, and the finiteness check reads its device-side flag only on logging steps and before a
+    checkpoint is written (on the CPU, where reading is free, every step). With CUDA graphs, the
+    forward, backward, finiteness check and sums are one graph replay; Lightning still runs the
+    optimizer step, schedule and gradient clipping.
     """
 
     def __init__(
@@ -108,9 +119,9 @@ class CIFARClassifier(L.LightningModule):
             label_smoothing: cross-entropy label smoothing.
             channels_last: NHWC memory layout (cuDNN's native one); default on CUDA only.
             compile: ``torch.compile`` the network (slow to start; it rules out CUDA graphs, which were
-                1.7x faster on an H200: BENCHMARKS.md).
-            cuda_graph: replay the training forward and backward as CUDA graphs (one launch each instead
-                of dozens); default on when fitting on one CUDA device in full precision, uncompiled,
+                4x faster on an H200: BENCHMARKS.md).
+            cuda_graph: replay the training step's forward and backward from a CUDA graph (one launch
+                instead of ~100); default on when fitting on one CUDA device in full precision, uncompiled,
                 without gradient accumulation.
         """
         super().__init__()
@@ -120,18 +131,17 @@ class CIFARClassifier(L.LightningModule):
         self.lr_schedule, self.warmup_fraction, self.final_lr_fraction = lr_schedule, warmup_fraction, final_lr_fraction
         self.label_smoothing = label_smoothing
         self.channels_last, self.compile_net, self.cuda_graph = channels_last, compile, cuda_graph
-        self._graphed: GraphedForwardLoss | None = None
-        # Training metrics are persistent (saved in checkpoints) so a mid-epoch resume logs the same epoch means.
-        # Their input checks would read GPU values every step; the finiteness check below covers them.
-        self.train_loss = MeanMetric(nan_strategy="disable")
-        self.train_loss.persistent(True)
-        self.train_acc = MulticlassAccuracy(NUM_CLASSES, average="micro", validate_args=False)
-        self.train_acc.persistent(True)
+        self._graphed: GraphedStep | None = None
+        # The epoch so far: summed loss, correct predictions, images. Saved in checkpoints, so a mid-epoch
+        # resume logs the same epoch means; fed to the metrics (which reduce across DDP ranks) at epoch end.
+        self.register_buffer("train_sums", torch.zeros(3))
+        self.train_loss, self.train_acc = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
         self.val_loss, self.val_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_loss, self.test_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
         self._rng_to_restore: dict[str, Any] | None = None
-        self._first_nonfinite_step: Tensor | None = None  # on the device; -1 while every step was finite
+        self.register_buffer("_step", torch.zeros((), dtype=torch.long), persistent=False)
+        self.register_buffer("_first_nonfinite_step", torch.full((), -1), persistent=False)  # -1: all finite
 
     def configure_model(self) -> None:
         if self.channels_last is None:
@@ -145,7 +155,7 @@ class CIFARClassifier(L.LightningModule):
             if self.cuda_graph and blocker:
                 raise cuda_graph_error(blocker)
             use = self.cuda_graph is not False and blocker is None
-            self._graphed = GraphedForwardLoss(self._forward_loss, self.net) if use else None
+            self._graphed = GraphedStep(self._graphed_step, self) if use else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last:
@@ -161,29 +171,54 @@ class CIFARClassifier(L.LightningModule):
         every = self.trainer.log_every_n_steps
         return every > 0 and (self.global_step + 1) % every == 0
 
-    def _forward_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """The training forward, the part a CUDA graph replays."""
+    def _sum_epoch(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
+        loss = loss.detach()
+        correct = (logits.argmax(1) == y).sum().to(loss.dtype)
+        self.train_sums.add_(torch.stack([loss * len(y), correct, torch.full_like(loss, len(y))]))
+
+    def _record_finite(self) -> None:
+        """Record the first step whose loss or gradient is not finite, on the device (no wait for the GPU)."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+        first = self._first_nonfinite_step
+        first.copy_(torch.where(finite | (first >= 0), first, self._step))
+
+    def _graphed_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Everything a training step does on the device, the part one CUDA graph replays."""
         logits = self(x)
-        return self.loss(logits, y), logits.detach()
+        loss = self.loss(logits, y)
+        loss.backward()
+        self._record_finite()
+        self._sum_epoch(loss, logits, y)
+        return loss.detach(), logits.detach()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss, logits = (self._graphed or self._forward_loss)(x, y)
-        self.train_loss.update(loss.detach(), weight=len(y))
-        self.train_acc.update(logits, y)
+        self._step.fill_(self.global_step)
+        if self._graphed:
+            loss, logits = self._graphed(x, y)
+        else:
+            logits = self(x)
+            loss = self.loss(logits, y)
+            self._sum_epoch(loss, logits, y)
         if self._logs_this_step():
-            self.log("train/loss", loss.detach().clone())  # a replay overwrites the graph's output
+            self.log("train/loss", loss.detach().clone())  # the next replay overwrites the graph's output
             self.log("train/acc", multiclass_accuracy(logits, y, NUM_CLASSES, average="micro"))
         return loss
 
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """A graph replay zeroes the gradients itself, in the tensors it writes: they must not be set to None."""
+        if not self._graphed:
+            optimizer.zero_grad()
+
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """A graph replay has run the backward already."""
+        if not self._graphed:
+            super().backward(loss, *args, **kwargs)
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Record the first step whose loss or gradient is not finite, on the device (no wait for the GPU)."""
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
-        first = self._first_nonfinite_step
-        if first is None:
-            first = self._first_nonfinite_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        first.copy_(torch.where(finite | (first >= 0), first, self.global_step))
+        if not self._graphed:
+            self._record_finite()
         if self._flag_is_cheap_to_read() or self._logs_this_step():
             self._check_finite()
 
@@ -193,7 +228,7 @@ class CIFARClassifier(L.LightningModule):
 
     def _check_finite(self) -> None:
         """Stop with the step that went wrong; on the CPU this runs before that step reaches the weights."""
-        if self._first_nonfinite_step is None or (step := int(self._first_nonfinite_step)) < 0:
+        if (step := int(self._first_nonfinite_step)) < 0:
             return
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         raise NonFiniteLossError(
@@ -203,10 +238,14 @@ class CIFARClassifier(L.LightningModule):
         )
 
     def on_train_epoch_end(self) -> None:
+        loss_sum, correct, count = self.train_sums
+        self.train_loss.update(loss_sum / count, weight=count)
+        self.train_acc.update(correct / count, weight=count)
         self.log("train/loss_epoch", self.train_loss.compute())
         self.log("train/acc_epoch", self.train_acc.compute())
         self.train_loss.reset()
         self.train_acc.reset()
+        self.train_sums.zero_()
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
@@ -255,6 +294,7 @@ class CIFARClassifier(L.LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_train_state(checkpoint["state_dict"])
         ours = {k: v.shape for k, v in self.state_dict().items()}
         theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if isinstance(v, Tensor)}
         if ours != theirs:

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from cifar_lightning import module
 from cifar_lightning.cli import main
+from cifar_lightning.graph import GraphedStep
 
 CONFIG_DIR = Path(__file__).parents[1] / "configs"
 FIT = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=2", "--trainer.limit_train_batches=6"]
@@ -70,3 +72,18 @@ def scalars(run: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run))
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+class EagerReplays(GraphedStep):
+    """GraphedStep without a GPU: each call runs the step eagerly into the same gradients, as a replay does."""
+
+    def __call__(self, x, y):
+        self._own_grads()
+        return self._zero_grads_and_step(x, y)
+
+
+@pytest.fixture
+def graphs_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's side of CUDA graph training (the step's own backward, Lightning's skipped) on the CPU."""
+    monkeypatch.setattr(module, "GraphedStep", EagerReplays)
+    monkeypatch.setattr(module, "cuda_graph_blocker", lambda trainer, compiled: None)

@@ -137,9 +137,15 @@ def test_bad_data_fails_before_any_run_folder_exists(run_cli, tmp_path, data_dir
     assert not (tmp_path / "lightning_logs").exists()
 
 
-@pytest.mark.parametrize("read_every_step", [True, False], ids=["cpu", "deferred-as-on-gpu"])
-def test_a_diverging_run_stops_with_a_finite_last_checkpoint(run_cli, tmp_path, capsys, monkeypatch, read_every_step):
+@pytest.mark.parametrize(
+    ("read_every_step", "graphed"), [(True, False), (False, False), (False, True)], ids=["cpu", "as-on-gpu", "graphed"]
+)
+def test_a_diverging_run_stops_with_a_finite_last_checkpoint(
+    run_cli, tmp_path, capsys, monkeypatch, read_every_step, graphed, request
+):
     monkeypatch.setattr(CIFARClassifier, "_flag_is_cheap_to_read", lambda self: read_every_step)
+    if graphed:
+        request.getfixturevalue("graphs_on_the_cpu")
     code = run_cli(*FIT, "--model.optimizer.init_args.lr=1e4", "--resume_checkpoint.every_n_train_steps=1")
     assert code == 1
     err = capsys.readouterr().err

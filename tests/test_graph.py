@@ -1,6 +1,7 @@
-"""CUDA graph replays of the training step: when they are used, and (on a GPU) that they train as eager mode does.
+"""CUDA graph replays of the training step: when they are used, and that they train as eager mode does.
 
 The ``gpu`` tests run with ``pytest -m gpu`` on a machine with CUDA; ``benchmarks/gpu.sh`` runs them.
+On the CPU, ``graphs_on_the_cpu`` stands in an eager run of the graphed step for the replay.
 """
 
 from pathlib import Path
@@ -10,11 +11,12 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FIT
+from conftest import FIT, EagerReplays
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 
 from cifar_lightning.data import CIFAR10DataModule
-from cifar_lightning.graph import GraphedForwardLoss
+from cifar_lightning.graph import GraphedStep
 from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker
 
 
@@ -51,14 +53,13 @@ def test_asking_for_cuda_graphs_on_the_cpu_fails_before_the_run_starts(run_cli, 
 
 
 def _fit(data_dir: Path, root: Path, dropout: float, cuda_graph: bool, epochs=2, ckpt=None, masks_seed=None):
-    """Fit on the GPU; 512 training images in batches of 48 leave a smaller last batch, which runs eagerly.
+    """512 training images in batches of 48 leave a smaller last batch each epoch (a second graph).
     ``masks_seed`` reseeds only the CUDA generator: same initial weights and batches, other dropout masks."""
     L.seed_everything(0)
     if masks_seed is not None:
         torch.cuda.manual_seed(masks_seed)
     model = CIFARClassifier(dropout=dropout, cuda_graph=cuda_graph)
     trainer = L.Trainer(
-        accelerator="gpu",
         devices=1,
         max_epochs=epochs,
         default_root_dir=root,
@@ -77,16 +78,33 @@ def _largest_difference(a: CIFARClassifier, b: CIFARClassifier) -> float:
     return max(float((weights[k] - v).abs().max()) for k, v in b.net.state_dict(prefix="net.").items())
 
 
+def test_the_graphed_step_trains_as_lightnings_own_step(data_dir, tmp_path, graphs_on_the_cpu):
+    """The graphed step runs the backward, zeroes the gradients and sums the epoch itself; on the CPU
+    that must give bit-for-bit what Lightning's backward and zero_grad give, across an epoch's end
+    (where Lightning sets the gradients to None before validating)."""
+    eager = _fit(data_dir, tmp_path / "eager", dropout=0.5, cuda_graph=False)
+    graphed = _fit(data_dir, tmp_path / "graphed", dropout=0.5, cuda_graph=True)
+    assert eager._graphed is None and isinstance(graphed._graphed, EagerReplays)
+    assert graphed.global_step == eager.global_step == 22
+    assert _largest_difference(eager, graphed) == 0
+    logged, expected = graphed.trainer.callback_metrics, eager.trainer.callback_metrics
+    for name in ("train/loss_epoch", "train/acc_epoch", "val/acc"):
+        assert logged[name] == expected[name], name
+
+
 @pytest.mark.gpu
 def test_graph_replays_train_as_eager_mode_does(data_dir, tmp_path):
     eager = _fit(data_dir, tmp_path / "eager", dropout=0.0, cuda_graph=False)
     graphed = _fit(data_dir, tmp_path / "graphed", dropout=0.0, cuda_graph=True)
     assert eager._graphed is None
-    assert graphed._graphed.graphed is not None  # captured, and replayed for the full batches
+    assert len(graphed._graphed.graphs) == 2  # full batches and the epoch's last, smaller one
     assert graphed.global_step == eager.global_step == 22
     difference = _largest_difference(eager, graphed)
     print(f"largest weight difference, graphed against eager: {difference:.2e}")
     assert difference < 1e-4
+    for name in ("train/loss_epoch", "train/acc_epoch"):
+        logged, expected = graphed.trainer.callback_metrics[name], eager.trainer.callback_metrics[name]
+        assert float(logged) == pytest.approx(float(expected), abs=1e-4), name
 
 
 @pytest.mark.gpu
@@ -105,22 +123,34 @@ def test_graph_replays_with_dropout_are_reproducible_and_resume_exactly(data_dir
     assert masks > 5e-4
 
 
+class _Counting(nn.Module):
+    """A dropout layer's training step that also counts its calls in a buffer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(4, 4)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor]:
+        out = F.dropout(self.layer(x), 0.5, training=True)
+        out.sum().backward()
+        self.calls += 1
+        return (out.detach(),)
+
+
 @pytest.mark.gpu
-def test_a_graph_replays_new_dropout_masks_and_fills_gradients_and_other_shapes_run_eagerly():
-    layer = torch.nn.Linear(4, 4).cuda()
-
-    def forward_loss(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = F.dropout(layer(x), 0.5, training=True)
-        return out.sum(), out.detach()
-
-    graphed = GraphedForwardLoss(forward_loss, layer)
-    x, y = torch.ones(64, 4, device="cuda"), torch.zeros(64, dtype=torch.long, device="cuda")
-    first = graphed(x, y)[1].clone()
-    loss, second = graphed(x, y)
-    assert graphed.graphed is not None
+def test_a_graph_replays_new_masks_writes_fresh_gradients_in_place_and_each_shape_gets_its_own():
+    counting = _Counting().cuda()
+    graphed = GraphedStep(counting.step, counting)
+    x, y = torch.randn(64, 4, device="cuda"), torch.zeros(64, dtype=torch.long, device="cuda")
+    first = graphed(x, y)[0].clone()
+    gradient = counting.layer.weight.grad
+    (second,) = graphed(x, y)
     assert not torch.equal(first == 0, second == 0)  # a new mask each replay
-    loss.backward()
-    kept = (second != 0).float()  # d(sum of dropout(Wx + b) / 0.5)/dW = 2 * mask^T x
-    torch.testing.assert_close(layer.weight.grad, 2 * kept.T @ x)
-    smaller = graphed(x[:8], y[:8])[1]
-    assert smaller.shape == (8, 4)
+    kept = (second != 0).float()  # d(sum of dropout(Wx + b))/dW = 2 * mask^T x: this replay's alone
+    torch.testing.assert_close(counting.layer.weight.grad, 2 * kept.T @ x)
+    assert counting.calls == 2  # the warm-up passes' counts were put back
+    (smaller,) = graphed(x[:8], y[:8])
+    assert smaller.shape == (8, 4) and len(graphed.graphs) == 2 and counting.calls == 3
+    assert counting.layer.weight.grad is gradient
+    torch.testing.assert_close(gradient, 2 * (smaller != 0).float().T @ x[:8])
