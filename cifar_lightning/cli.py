@@ -7,6 +7,7 @@ parse but make no sense (lr <= 0, NaN) are refused before anything is written, a
 errors end in one line instead of a traceback.
 """
 
+import importlib.util
 import json
 import math
 import shlex
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -34,6 +35,15 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.figures import confusion_figure
 from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error, per_class_accuracy
 from cifar_lightning.report import TEST_RESULTS
+
+PROGRESS_BAR_REFRESH = 20  # batches between redraws
+
+
+def progress_bar() -> ProgressBar:
+    """Lightning's default bar (Rich where installed, else tqdm), redrawn every ``PROGRESS_BAR_REFRESH`` batches
+    instead of every batch: a redraw costs ~0.2 ms of host time, a fifth of a graphed training step on a GPU."""
+    bar = RichProgressBar if importlib.util.find_spec("rich") else TQDMProgressBar
+    return bar(refresh_rate=PROGRESS_BAR_REFRESH)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -174,7 +184,13 @@ class CifarCLI(LightningCLI):
         print(f"{subcommand}: using checkpoint {ckpt}", file=sys.stderr)
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
+        """Atomic checkpoint files, and a progress bar that redraws less often unless the config names its own."""
         kwargs.setdefault("plugins", [AtomicCheckpointIO()])
+        config = self._get(self.config_init, "trainer", default={})
+        callbacks = config.get("callbacks") or []
+        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            kwargs["callbacks"] = [*callbacks, progress_bar()]
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:

@@ -7,7 +7,7 @@ from conftest import CONFIG_DIR, FIT, scalars
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar_lightning.cli import CifarCLI
+from cifar_lightning.cli import PROGRESS_BAR_REFRESH, CifarCLI
 from cifar_lightning.data import CLASSES, CIFAR10DataModule
 from cifar_lightning.module import CIFARClassifier
 from cifar_lightning.report import STUDY  # the study's published table
@@ -198,3 +198,22 @@ def test_predict_classifies_image_files_and_reports_unreadable_ones(run_cli, tmp
         probs = [float(p) for p in row.split(",")[3:]]
         assert len(probs) == 10 and abs(sum(probs) - 1) < 1e-4
     assert "red.png:" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("args", "refresh"),
+    [
+        ([], PROGRESS_BAR_REFRESH),
+        (["--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate=3"], 3),
+        (["--trainer.enable_progress_bar=false"], None),
+    ],
+    ids=["default", "own-bar", "no-bar"],
+)
+def test_the_progress_bar_redraws_every_few_batches_unless_the_config_says_otherwise(
+    run_cli, data_dir, monkeypatch, args, refresh
+):
+    bars = []
+    monkeypatch.setattr(CifarCLI, "before_fit", lambda self: bars.append(self.trainer.progress_bar_callback))
+    quick = [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", *quick, *args, quick=False) == 0
+    assert (bars[0].refresh_rate if bars[0] else None) == refresh
