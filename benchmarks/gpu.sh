@@ -25,5 +25,5 @@ if [ ! -f "$DATA/cifar10.npz" ] && [ -f .gpu/cifar10-jpeg.tar.gz ]; then
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 export PYTHONUNBUFFERED=1
-python3 -m pytest -q -p no:cacheprovider -m gpu || echo "gpu.sh: the GPU tests FAILED (above)"
+python3 -m pytest -q -s -p no:cacheprovider -m gpu || echo "gpu.sh: the GPU tests FAILED (above)"
 python3 -m cifar_lightning.bench --data_dir "$DATA" --batch_sizes 32 128 --steps 300 --warmup 30 --gpu_epochs 10

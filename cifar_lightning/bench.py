@@ -121,13 +121,16 @@ def _trainer(
     accelerator: str,
     callbacks: list[L.Callback],
     precision: str = "32-true",
+    benchmark: bool = False,
     **kwargs,
 ) -> L.Trainer:
-    """A bare Trainer with the CLI's defaults (full precision) and nothing that writes files."""
+    """A bare Trainer with the CLI's defaults (full precision, cudnn.benchmark off) and nothing that writes files.
+    ``benchmark`` is always set: Lightning leaves ``torch.backends.cudnn.benchmark`` as the last Trainer set it."""
     return L.Trainer(
         accelerator=accelerator,
         devices=1,
         precision=precision,
+        benchmark=benchmark,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -147,7 +150,7 @@ def lightning_fit(
     precision: str = "32-true",
     compile: bool = False,
     cuda_graph: bool | None = None,
-    benchmark: bool | None = None,
+    benchmark: bool = False,
     timer: _Timer | None = None,
 ) -> float:
     """images/s of this package's fit: CIFARClassifier + CIFAR10DataModule through a Trainer."""
@@ -239,9 +242,9 @@ def model4_epochs(
     return seconds
 
 
-def cli_epochs(data_dir: str, epochs: int) -> list[float]:
-    """Seconds per model4 epoch as users run it (``python -m cifar_lightning fit --config configs/model4.yaml``,
-    with its logger, checkpoints and progress bar): the wall-clock gaps between the logged ``val/acc`` events."""
+def cli_epochs(data_dir: str, epochs: int, *extra: str) -> list[float]:
+    """Seconds per model4 epoch as users run it (``python -m cifar_lightning fit --config configs/model4.yaml
+    [extra]``, with its logger, checkpoints and progress bar): the wall-clock gaps between the ``val/acc`` events."""
     with tempfile.TemporaryDirectory() as logs:
         args = [
             "fit",
@@ -250,7 +253,7 @@ def cli_epochs(data_dir: str, epochs: int) -> list[float]:
             f"--trainer.max_epochs={epochs}",
             f"--data.data_dir={data_dir}",
         ]
-        if cli.main([*args, "--data.download=false", f"--trainer.logger.init_args.save_dir={logs}"]) != 0:
+        if cli.main([*args, *extra, "--data.download=false", f"--trainer.logger.init_args.save_dir={logs}"]) != 0:
             raise SystemExit("bench: the model4 fit through the command line failed")
         events = EventAccumulator(str(Path(logs) / "model4" / "version_0"))
         events.Reload()
@@ -358,9 +361,10 @@ def main(argv: list[str] | None = None) -> None:
             steady = sorted(sec for sec, _ in epochs[1:]) or [epochs[0][0]]
             minutes = 300 * steady[len(steady) // 2] / 60
             print(f"| model4, 300 epochs projected (median epoch), CUDA graphs {graphs} | {minutes:.1f} min | | |")
-        for i, sec in enumerate(cli_epochs(args.data_dir, 4), start=1):
-            print(f"| model4 epoch {i} through the command line (s, end of validation to end of validation) | "
-                  f"{sec:.2f} | | |")  # fmt: skip
+        for extra in ([], ["--trainer.enable_progress_bar=false"]):
+            for i, sec in enumerate(cli_epochs(args.data_dir, 4, *extra), start=1):
+                print(f"| model4 epoch {i} through the command line {' '.join(extra)} (s, end of validation "
+                      f"to end of validation) | {sec:.2f} | | |")  # fmt: skip
         print(f"\nWhere a batch-64 step's GPU time goes ({args.steps} steps, torch.profiler):\n{table}")
         host = host_time(args.data_dir, 64, args.steps, args.warmup)
         print(f"\nWhere a batch-64 step's host time goes ({args.steps} steps, cProfile):\n{host}")
