@@ -183,24 +183,24 @@ class CIFARClassifier(L.LightningModule):
         first = self._first_nonfinite_step
         first.copy_(torch.where(finite | (first >= 0), first, self._step))
 
-    def _graphed_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Everything a training step does on the device, the part one CUDA graph replays."""
+    def _forward_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The training forward and loss, added to the epoch's sums."""
         logits = self(x)
         loss = self.loss(logits, y)
+        self._sum_epoch(loss, logits, y)
+        return loss, logits
+
+    def _graphed_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Everything a training step does on the device, the part one CUDA graph replays."""
+        loss, logits = self._forward_loss(x, y)
         loss.backward()
         self._record_finite()
-        self._sum_epoch(loss, logits, y)
         return loss.detach(), logits.detach()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
         self._step.fill_(self.global_step)
-        if self._graphed:
-            loss, logits = self._graphed(x, y)
-        else:
-            logits = self(x)
-            loss = self.loss(logits, y)
-            self._sum_epoch(loss, logits, y)
+        loss, logits = (self._graphed or self._forward_loss)(x, y)
         if self._logs_this_step():
             self.log("train/loss", loss.detach().clone())  # the next replay overwrites the graph's output
             self.log("train/acc", multiclass_accuracy(logits, y, NUM_CLASSES, average="micro"))
