@@ -1,6 +1,6 @@
 """Batch augmentation as tensor operations on the training device (no per-image PIL work).
 
-Random choices are drawn for a whole epoch from a generator seeded by (seed, epoch), so an
+Random choices are drawn for a whole epoch from a generator hashed from (seed, epoch), so an
 interrupted run that resumes mid-epoch sees exactly the augmentations it would have seen.
 """
 

@@ -120,6 +120,17 @@ def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
     return x.mean(1).tolist(), x.std(1).tolist()
 
 
+def epoch_generator(seed: int, epoch: int, stream: str) -> torch.Generator:
+    """A generator for one (seed, epoch, stream), its seed hashed from all three by NumPy's SeedSequence.
+
+    Hashing rather than adding keeps seeds independent: with ``seed + epoch``, seed 1's second epoch
+    replayed seed 2's first. ``stream`` separates the draws of one epoch (order, augmentation).
+    """
+    entropy = [seed % 2**64, epoch, *stream.encode()]
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
 class EpochSampler:
     """The order of one epoch, like DistributedSampler: derived from (seed, epoch), split across ranks.
 
@@ -134,10 +145,13 @@ class EpochSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def generator(self, stream: str) -> torch.Generator:
+        return epoch_generator(self.seed, self.epoch, stream)
+
     def indices(self) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.size)[self.rank :: self.world_size]
-        order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        order = torch.randperm(self.size, generator=self.generator("order"))
         return order[: self.size - self.size % self.world_size][self.rank :: self.world_size]
 
     def __len__(self) -> int:
@@ -185,10 +199,8 @@ class TensorLoader:
         order = self.sampler.indices().to(self.images.device)
         augmenting = self.flip_p > 0 or self.translate > 0
         if augmenting:
-            generator = torch.Generator().manual_seed(self.sampler.seed * 1_000_003 + self.sampler.epoch)
-            masks, shifts = (
-                t.to(self.images.device) for t in augment.sample(len(order), generator, self.flip_p, self.translate)
-            )
+            draws = augment.sample(len(order), self.sampler.generator("augment"), self.flip_p, self.translate)
+            masks, shifts = (t.to(self.images.device) for t in draws)
         for b in range(start, len(self)):
             self._yielded = b + 1
             window = slice(b * self.batch_size, (b + 1) * self.batch_size)

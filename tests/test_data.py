@@ -65,6 +65,19 @@ def test_order_depends_on_seed_and_epoch_only():
     assert not torch.equal(a.indices(), EpochSampler(100, shuffle=True, seed=1).indices())
 
 
+def test_seeds_never_replay_each_others_epochs():
+    """With ``seed + epoch``, seed 1's epoch 1 was seed 2's epoch 0: a seed study would be correlated."""
+    orders = {}
+    for seed in range(4):
+        sampler = EpochSampler(1000, shuffle=True, seed=seed)
+        for epoch in range(4):
+            sampler.set_epoch(epoch)
+            orders[seed, epoch] = tuple(sampler.indices().tolist())
+            augment_draw = tuple(torch.rand(8, generator=sampler.generator("augment")).tolist())
+            orders[seed, epoch, "augment"] = augment_draw
+    assert len(set(orders.values())) == len(orders)
+
+
 def test_ranks_draw_disjoint_equal_shares():
     shares = [EpochSampler(101, shuffle=True, seed=3, rank=r, world_size=2).indices() for r in range(2)]
     assert len(shares[0]) == len(shares[1]) == 50
