@@ -1,28 +1,75 @@
-"""``python -m cifar_lightning``: ``stats`` and ``report`` are tools of their own; the rest is the Lightning CLI."""
+"""``python -m cifar_lightning COMMAND``: the Lightning subcommands, and the package's own tools."""
 
 import sys
 
+LIGHTNING = {
+    "fit": "train a model (python -m cifar_lightning fit --config configs/model1.yaml)",
+    "validate": "validation accuracy of a checkpoint (best of the config's runs by default)",
+    "test": "test accuracy of a checkpoint on the 10,000 test images; writes test_results.json into its run",
+    "predict": "classify your own images (--data.predict_path FILE_OR_FOLDER); writes predictions.csv",
+}
+TOOLS = {
+    "study": "fit and test every config with every seed, continuing where a stopped study left off",
+    "report": "the study's tables and figures from the runs on disk (reports/)",
+    "stats": "per-channel mean and std of the training split",
+}
 
-def main() -> int:
-    command = sys.argv[1] if len(sys.argv) > 1 else ""
-    if command in ("stats", "report"):
-        from jsonargparse import CLI
 
-        from cifar_lightning.errors import CifarError
+def usage() -> str:
+    lines = ["usage: python -m cifar_lightning COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<9} {text}" for name, text in {**LIGHTNING, **TOOLS}.items()]
+    lines += ["", "python -m cifar_lightning COMMAND --help lists a command's options."]
+    return "\n".join(lines)
 
-        if command == "stats":
-            from cifar_lightning.data import print_stats as tool
-        else:
-            from cifar_lightning.report import write_report as tool
-        try:
-            CLI(tool, args=sys.argv[2:])
-        except CifarError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 1
-        return 0
+
+def tool(command: str, args: list[str]) -> int:
+    from jsonargparse import CLI
+
+    from cifar_lightning.errors import CifarError
+
+    if command == "stats":
+        from cifar_lightning.data import print_stats as function
+    elif command == "study":
+        from cifar_lightning.study import run_study as function
+    else:
+        from cifar_lightning.report import write_report as function
+    try:
+        result = CLI(function, args=args)
+    except CifarError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(argv)
+    except ModuleNotFoundError as err:
+        if err.name is None or err.name.split(".")[0] == "cifar_lightning":
+            raise
+        print(
+            f"error: {err.name} is not installed in this Python ({sys.executable}): run the package from its "
+            "environment, e.g. source .venv/bin/activate after make install (or use the make targets)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def run(argv: list[str] | None) -> int:
+    args = argv
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv else ""
+    if command in ("", "-h", "--help"):
+        print(usage())
+        return 0 if command else 2
+    if command in TOOLS:
+        return tool(command, argv[1:])
+    if command not in LIGHTNING:
+        print(f"error: unknown command {command!r}; commands: {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr)
+        return 2
     from cifar_lightning.cli import main as cli_main
 
-    return cli_main()
+    return cli_main(args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""Callbacks: save a resumable checkpoint on preemption (SIGTERM) or Ctrl-C, write predictions, and add
-figures to TensorBoard."""
+"""Callbacks: everything a stage leaves behind besides checkpoints, so ``Trainer.fit/test/predict`` from
+Python write what the command line writes: Ctrl-C handling, TensorBoard figures and HPARAMS, the test
+result beside its run, and the prediction CSV."""
 
 import csv
+import io
+import json
+import math
 import signal
 import sys
 from pathlib import Path
@@ -9,78 +13,180 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_lightning.data import CLASSES
-from cifar_lightning.figures import samples_figure
+from cifar_lightning.runs import TEST_RESULTS, atomic_write, hyperparameters, run_of
+
+HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "test/acc")
 
 
-class Preemption(L.Callback):
-    """Ctrl-C is treated like SIGTERM: Lightning stops after the current batch, then ``last.ckpt`` is written.
+def _tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
 
-    Stopping at a batch boundary keeps the saved state exact (no half-applied optimizer step).
+
+class CtrlC(L.Callback):
+    """Ctrl-C during fit stops like SIGTERM: after the current batch, with ``last.ckpt`` written.
+
+    SIGINT is routed to the SIGTERM handler the Trainer installed, so Lightning's own machinery stops the
+    loop. A second Ctrl-C raises KeyboardInterrupt at once.
     """
 
     def __init__(self) -> None:
-        self.saved: Path | None = None
-        self._previous_handler: Any = None
+        self._previous: Any = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        lightning_handler = signal.getsignal(signal.SIGTERM)
+        if not callable(lightning_handler):
+            return
+
         def stop_after_batch(signum: int, frame: Any) -> None:
-            trainer.received_sigterm = True
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+            print("\nCtrl-C: stopping after this batch (press again to stop at once)", file=sys.stderr)
+            lightning_handler(signum, frame)
 
-        self._previous_handler = signal.signal(signal.SIGINT, stop_after_batch)
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException) and trainer.checkpoint_callback is not None:
-            self.saved = Path(trainer.checkpoint_callback.dirpath) / "last.ckpt"
-            trainer.save_checkpoint(self.saved)
+        self._previous = signal.signal(signal.SIGINT, stop_after_batch)
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self._previous_handler is not None:
-            signal.signal(signal.SIGINT, self._previous_handler)
-            self._previous_handler = None
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+class TensorBoardFigures(L.Callback):
+    """TensorBoard: a labelled grid of training images when fit starts, the run's hyperparameters with
+    its best ``val/acc``, the ``val/loss`` there and (once tested) ``test/acc`` as HPARAMS metrics."""
+
+    def __init__(self, samples_per_class: PositiveInt = 8) -> None:
+        """
+        Args:
+            samples_per_class: training images per class in the sample grid.
+        """
+        self.samples_per_class = samples_per_class
+        self.best_acc = -math.inf
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero or not _tensorboards(trainer) or trainer.global_step > 0:
+            return
+        from cifar_lightning.figures import samples_figure
+
+        for logger in _tensorboards(trainer):
+            logger.log_hyperparams(run_hyperparameters(trainer, pl_module), dict.fromkeys(HPARAM_METRICS, math.nan))
+        splits = getattr(trainer.datamodule, "splits", {})
+        if "train" in splits:
+            images, labels = (t.cpu() for t in splits["train"])
+            figure = samples_figure(images, labels, self.samples_per_class)
+            for logger in _tensorboards(trainer):
+                logger.experiment.add_figure("samples/training_images", figure, global_step=0)
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if trainer.sanity_checking or trainer.state.fn != "fit" or "val/acc" not in metrics:
+            return
+        acc = float(metrics["val/acc"])
+        if acc > self.best_acc:
+            self.best_acc = acc
+            best = {"hparams/best_val_acc": acc, "hparams/val_loss_at_best": float(metrics["val/loss"])}
+            for logger in _tensorboards(trainer):
+                logger.log_metrics(best, step=trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_acc": self.best_acc}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_acc = state_dict["best_acc"]
+
+
+def run_hyperparameters(trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+    """What this fit trains with, in a config's shape, read by :func:`runs.hyperparameters` like the report."""
+    optimizer = trainer.optimizers[0] if trainer.optimizers else None
+    datamodule = trainer.datamodule
+    config = {
+        "seed_everything": getattr(datamodule, "seed", None),
+        "trainer": {"max_epochs": trainer.max_epochs},
+        "data": {"batch_size": getattr(datamodule, "batch_size", None)},
+        "model": {"dropout": pl_module.hparams.get("dropout", 0.0)},
+    }
+    if optimizer is not None:
+        path = f"{type(optimizer).__module__}.{type(optimizer).__name__}"
+        config["model"]["optimizer"] = {"class_path": path, "init_args": dict(optimizer.defaults)}
+    plain = {bool: bool, int: int, float: float, str: str}  # jsonargparse's PositiveInt etc. are int subclasses
+    return {
+        k: next(t(v) for base, t in plain.items() if isinstance(v, base))
+        for k, v in hyperparameters(config).items()
+        if isinstance(v, int | float | str)
+    }
+
+
+class TestResults(L.Callback):
+    """After ``test``: ``test_results.json`` (accuracy, loss, per-class accuracy, confusion matrix) and
+    ``confusion_matrix.png`` in the tested checkpoint's run folder, where the report finds them; the
+    confusion matrix also goes to TensorBoard."""
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        from cifar_lightning.figures import confusion_figure
+        from cifar_lightning.module import per_class_accuracy
+
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
+        confusion = pl_module.test_confusion.compute().cpu()
+        ckpt = Path(trainer.ckpt_path) if trainer.ckpt_path else None
+        run = (run_of(ckpt) if ckpt else None) or Path(trainer.log_dir or trainer.default_root_dir)
+        record = {
+            "checkpoint": str(ckpt) if ckpt else None,
+            **metrics,
+            "per_class_acc": per_class_accuracy(confusion).tolist(),
+            "confusion": confusion.tolist(),
+        }
+        atomic_write(run / TEST_RESULTS, lambda f: f.write(json.dumps(record, indent=2)), mode="w")
+        figure = confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix")
+        png = io.BytesIO()
+        figure.savefig(png, format="png", dpi=100)
+        image = run / "confusion_matrix.png"
+        atomic_write(image, lambda f: f.write(png.getvalue()))
+        for logger in _tensorboards(trainer):
+            logger.experiment.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
+        print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
+        print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Prints each file's class and probability and writes them, with all ten probabilities, to a CSV."""
+    """Writes each file's class, its probability and all ten probabilities to a CSV, then prints them
+    (after the progress bar has finished)."""
 
     def __init__(self, output: str = "predictions.csv") -> None:
+        """
+        Args:
+            output: the CSV to write, relative to the working folder; an existing file is replaced (and said so).
+        """
         super().__init__(write_interval="epoch")
         self.output = Path(output)
+        self._lines: list[str] = []
 
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
     ) -> None:
         files = trainer.datamodule.predict_files
         probs = torch.cat(predictions).float().cpu() if predictions else torch.empty(0, len(CLASSES))
-        self.output.parent.mkdir(parents=True, exist_ok=True)
-        with self.output.open("w", newline="") as f:
+        rows, self._lines = [], []
+        for file, row in zip(files, probs.tolist(), strict=True):
+            best = max(range(len(CLASSES)), key=row.__getitem__)
+            self._lines.append(f"{file}: {CLASSES[best]} ({row[best]:.1%})")
+            rows.append([str(file), CLASSES[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
+        replaced = self.output.exists()
+
+        def write(f: Any) -> None:
             writer = csv.writer(f)
             writer.writerow(["file", "class", "probability", *CLASSES])
-            for file, row in zip(files, probs.tolist(), strict=True):
-                best = max(range(len(CLASSES)), key=row.__getitem__)
-                print(f"{file}: {CLASSES[best]} ({row[best]:.1%})")
-                writer.writerow([str(file), CLASSES[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
-        print(f"wrote {len(files)} predictions to {self.output}", file=sys.stderr)
+            writer.writerows(rows)
 
+        atomic_write(self.output, write, mode="w")
+        note = " (replaced the existing file)" if replaced else ""
+        self._lines.append(f"wrote {len(rows)} predictions to {self.output.resolve()}{note}")
 
-class TensorBoardFigures(L.Callback):
-    """TensorBoard's image tab: a labelled grid of training images when fit starts (``test`` adds the
-    confusion matrix it saves next to the run)."""
-
-    def __init__(self, samples_per_class: int = 8) -> None:
-        self.samples_per_class = samples_per_class
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        splits = getattr(trainer.datamodule, "splits", {})
-        if not trainer.is_global_zero or "train" not in splits or trainer.global_step > 0:
-            return
-        images, labels = (t.cpu() for t in splits["train"])
-        figure = samples_figure(images, labels, self.samples_per_class)
-        for logger in trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("samples/training_images", figure, global_step=0)
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for line in self._lines:
+            print(line)

@@ -1,19 +1,18 @@
-"""Checkpoint files: atomic writes, safe loads with clear errors, and finding a model's best or last one."""
+"""Checkpoint files: safe loads with clear errors, atomic writes, the best-by-``val/acc`` checkpoint, and
+``last.ckpt`` kept fresh at every boundary a resume can start from."""
 
-import os
-import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from cifar_lightning.errors import CifarError
-
-BEST_PATTERN = re.compile(r"epoch=(\d+)-val_acc=([0-9.]+)\.ckpt$")
-BEST_FILENAME = "epoch={epoch:03d}-val_acc={val/acc:.4f}"
+from cifar_lightning.runs import BEST_PATTERN, LAST, atomic_write
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
@@ -32,55 +31,92 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write to a temporary file in the same folder, fsync, then rename: a crash never leaves a truncated
-    file under the final name. Load with ``weights_only=True``."""
+    """Checkpoints written atomically (temporary file, fsync, rename) and loaded with ``weights_only=True``."""
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
 
     @override
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return load_checkpoint(path, map_location)
 
 
-def run_dirs(save_dir: str | Path, name: str) -> list[Path]:
-    """A model's run folders (``version_N``), oldest first."""
-    root = Path(save_dir) / name
-    runs = [p for p in root.glob("version_*") if p.is_dir() and p.name.removeprefix("version_").isdigit()]
-    return sorted(runs, key=lambda p: int(p.name.removeprefix("version_")))
+class BestCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint with epochs counted from 1 in file names, as everywhere else in the package,
+    and a closing line that names the best checkpoint."""
+
+    @override
+    def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, *args, **kwargs)
+
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.best_model_path:
+            match = BEST_PATTERN.search(self.best_model_path)
+            epoch = int(match[1]) if match else "?"
+            print(
+                f"best checkpoint: {self.best_model_path} (epoch {epoch}, val/acc {float(self.best_model_score):.4f})"
+            )
 
 
-def best_in(checkpoint_dir: Path) -> Path | None:
-    """The checkpoint with the highest validation accuracy in the file name (later epoch on ties)."""
-    scored = [(float(m[2]), int(m[1]), p) for p in checkpoint_dir.glob("*.ckpt") if (m := BEST_PATTERN.search(p.name))]
-    return max(scored)[2] if scored else None
+class LastCheckpoint(Checkpoint):
+    """``last.ckpt``: the state at the end of every epoch, at the end of training, every ``every_n_train_steps``
+    training steps, where ``trainer.max_steps`` stops a run, and when SIGTERM or Ctrl-C stops one.
 
+    It is a ``Checkpoint`` so that Lightning calls its ``on_train_epoch_end`` after the module's, when the
+    epoch's validation and logging are done: a resume from it starts the next epoch cleanly. A step that ends
+    an epoch is left to that hook (a checkpoint written before validation resumes as a finished epoch whose
+    validation never ran). It writes next to the best checkpoints, in the run folder.
+    """
 
-def find_checkpoint(save_dir: str | Path, name: str, which: str) -> Path | None:
-    """``best`` or ``last`` checkpoint of the newest run of model ``name`` that has one."""
-    for run in reversed(run_dirs(save_dir, name)):
-        folder = run / "checkpoints"
-        found = best_in(folder) if which == "best" else folder / "last.ckpt"
-        if found is not None and found.is_file():
-            return found
-    return None
+    def __init__(self, every_n_train_steps: int = 500) -> None:
+        """
+        Args:
+            every_n_train_steps: also write ``last.ckpt`` every this many training steps (0: only at epoch ends).
+        """
+        self.every_n_train_steps = every_n_train_steps
+        self._saved_at: int | None = None
 
+    def path(self, trainer: L.Trainer) -> Path | None:
+        best = trainer.checkpoint_callback
+        return Path(best.dirpath) / LAST if isinstance(best, ModelCheckpoint) and best.dirpath else None
 
-def run_of(checkpoint: Path) -> Path | None:
-    """The ``version_N`` folder a checkpoint belongs to, if it sits in one's ``checkpoints/``."""
-    parent = checkpoint.resolve().parent
-    if parent.name == "checkpoints" and parent.parent.name.startswith("version_"):
-        return parent.parent
-    return None
+    def save(self, trainer: L.Trainer) -> None:
+        path = self.path(trainer)
+        if path is None or trainer.sanity_checking or self._saved_at == trainer.global_step:
+            return
+        trainer.save_checkpoint(path)
+        self._saved_at = trainer.global_step
+
+    @override
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        """Every N steps, and where ``trainer.max_steps`` stops a run mid-epoch (so a resume with more steps
+        continues that epoch instead of starting the next)."""
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return
+        every, step = self.every_n_train_steps, trainer.global_step
+        if (every > 0 and step % every == 0) or step == trainer.max_steps:
+            self.save(trainer)
+
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+
+    @override
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.save(trainer)
+
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """SIGTERM (and Ctrl-C, which the CLI routes to Lightning's SIGTERM handler) stop after a whole batch."""
+        if isinstance(exception, SIGTERMException):
+            self.save(trainer)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {}

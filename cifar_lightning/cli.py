@@ -1,73 +1,66 @@
 """``python -m cifar_lightning {fit,validate,test,predict}``: LightningCLI with the study's defaults.
 
-What LightningCLI does not do, this adds: ``best``/``last`` checkpoints are found among a
-model's earlier runs (so ``test --ckpt_path best`` works in a new process and never tests
-fresh weights), a resumed or tested run logs into the run folder it came from, values that
-parse but make no sense (lr <= 0, NaN) are refused before anything is written, and user
-errors end in one line instead of a traceback.
+The CLI parses and resolves; everything a stage writes comes from the module and the callbacks. What it
+adds to LightningCLI: ``best``/``last`` become a checkpoint of this model's run folders (whatever the
+logger), a new fit reserves its own run folder, values that parse but make no sense are refused before
+anything is written, values the checkpoint overrides are named, and errors are one line.
 """
 
-import importlib.util
-import json
 import math
-import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_lightning.callbacks import PredictionWriter, Preemption, TensorBoardFigures
+from cifar_lightning.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
 from cifar_lightning.checkpoints import (
-    BEST_FILENAME,
-    BEST_PATTERN,
     AtomicCheckpointIO,
-    find_checkpoint,
+    BestCheckpoint,
+    LastCheckpoint,
     load_checkpoint,
-    run_of,
 )
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
-from cifar_lightning.figures import confusion_figure
-from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error, per_class_accuracy
-from cifar_lightning.report import TEST_RESULTS
+from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error
+from cifar_lightning.runs import BEST_FILENAME, find_checkpoint, remove_if_empty, reserve_run, run_of
 
 PROGRESS_BAR_REFRESH = 20  # batches between redraws
+DEFAULT_SAVE_DIR = "lightning_logs"
 
 
 def progress_bar() -> ProgressBar:
     """Lightning's default bar (Rich where installed, else tqdm), redrawn every ``PROGRESS_BAR_REFRESH`` batches
     instead of every batch: a redraw costs ~0.2 ms of host time, a fifth of a graphed training step on a GPU."""
+    import importlib.util
+
+    from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
+
     bar = RichProgressBar if importlib.util.find_spec("rich") else TQDMProgressBar
     return bar(refresh_rate=PROGRESS_BAR_REFRESH)
 
 
+class OneLineErrors(LightningArgumentParser):
+    """A parse error is its message and a hint, not the 100-line usage block in front of it."""
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        sys.stderr.write(f"error: {message}\n(see: {parser.prog.replace(' [options]', '')} --help)\n")
+        self.exit(2)
+
+
 class SaveRunConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` in the run folder for ``fit`` only (a test must not overwrite its run's config),
-    and logs the study's hyperparameters to TensorBoard."""
+    """Saves ``config.yaml`` in the run folder for ``fit`` only (a test must not overwrite its run's config)."""
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit":
             super().setup(trainer, pl_module, stage)
-
-    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        optimizer = self.config.model.optimizer
-        init_args = optimizer.init_args if optimizer is not None else Namespace(lr=1e-3, momentum=0.9)
-        hparams = {
-            "optimizer": optimizer.class_path.rsplit(".", 1)[-1] if optimizer is not None else "SGD",
-            "lr": init_args.get("lr"),
-            "momentum": init_args.get("momentum", 0.0),
-            "batch_size": self.config.data.batch_size,
-            "max_epochs": self.config.trainer.max_epochs,
-            "dropout": self.config.model.dropout,
-            "seed": self.config.seed_everything,
-        }
-        for logger in trainer.loggers:
-            logger.log_hyperparams(hparams)
 
 
 def _numbers(value: Any, key: str = "") -> list[tuple[str, float]]:
@@ -96,150 +89,194 @@ def validate_config(config: Namespace) -> str | None:
     return None
 
 
+def run_location(config: Namespace) -> tuple[str, str]:
+    """(save_dir, model name) of this config's run folders: the logger's, or for a logger without them
+    (``--trainer.logger false``, W&B, ...) ``lightning_logs`` and the config file's name."""
+    logger = config.trainer.logger
+    args = logger.get("init_args") if isinstance(logger, Namespace) else None
+    if args is not None and args.get("save_dir") and args.get("name"):
+        return str(args.save_dir), str(args.name)
+    files = config.get("config") or []
+    return DEFAULT_SAVE_DIR, Path(str(files[-1])).stem if files else "default"
+
+
+def _seed(config: Namespace) -> int | None:
+    seed = config.get("seed_everything")
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
 class CifarCLI(LightningCLI):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.reserved_run: Path | None = None
+        kwargs.setdefault("parser_class", OneLineErrors)
+        try:
+            super().__init__(*args, **kwargs)
+        finally:  # a fit that failed before writing anything gives its folder back
+            if self.reserved_run is not None:
+                remove_if_empty(self.reserved_run)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val/acc",
                 "checkpoint.mode": "max",
                 "checkpoint.save_top_k": 1,
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # last.ckpt is resume_checkpoint's
                 "checkpoint.filename": BEST_FILENAME,
                 "checkpoint.auto_insert_metric_name": False,
                 "checkpoint.enable_version_counter": False,
             }
         )
-        # A second writer of last.ckpt, every N training steps, so a killed run loses little.
-        parser.add_lightning_class_args(ModelCheckpoint, "resume_checkpoint")
-        parser.set_defaults(
-            {
-                "resume_checkpoint.save_top_k": 0,
-                "resume_checkpoint.save_last": True,
-                "resume_checkpoint.every_n_train_steps": 500,
-                "resume_checkpoint.enable_version_counter": False,
-            }
-        )
-        parser.add_lightning_class_args(Preemption, "preemption")
+        parser.add_lightning_class_args(LastCheckpoint, "resume_checkpoint")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(TensorBoardFigures, "figures")
         parser.set_defaults(
             {
                 "trainer.logger": {
                     "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-                    "init_args": {"save_dir": "lightning_logs", "name": "default"},
+                    "init_args": {"save_dir": DEFAULT_SAVE_DIR, "name": "default", "default_hp_metric": False},
                 },
                 "trainer.log_every_n_steps": 100,
             }
         )
         parser.link_arguments("seed_everything", "data.seed", compute_fn=_seed_or_zero)
 
-    def _parse_ckpt_path(self) -> None:
-        """LightningCLI's step between parsing and instantiation, where it reads the checkpoint's hyperparameters
-        so the checkpoint rebuilds its own model. Before it: refuse bad values, turn ``best``/``last`` into a
-        file, and check that file, each with a one-line error."""
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """After parsing (and before LightningCLI reads the checkpoint's hyperparameters): refuse bad values,
+        turn ``best``/``last`` into a file and check it, reserve a new fit's run folder."""
+        super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
-        problem = validate_config(config)
-        if problem:
-            self.parser.error(problem)
-        if subcommand:
-            self._resolve_checkpoint(subcommand, config)
-            if config.ckpt_path:
-                load_checkpoint(config.ckpt_path)
-        super()._parse_ckpt_path()
+        if problem := validate_config(config):
+            parser.error(problem)
+        if not subcommand:
+            return
+        self._resolve_checkpoint(subcommand, config)
+        if config.ckpt_path:
+            _name_overridden_values(config, load_checkpoint(config.ckpt_path), subcommand)
 
     def _resolve_checkpoint(self, subcommand: str, config: Namespace) -> None:
-        """Turn ``best``/``last`` into a file of this model's runs; log into the run it came from."""
-        logger = config.trainer.logger
-        if not (isinstance(logger, Namespace) and logger.class_path.endswith("TensorBoardLogger")):
-            return
-        save_dir, name = logger.init_args.save_dir, logger.init_args.name
-        ckpt = config.ckpt_path
-        if subcommand == "fit":
-            if ckpt == "last":
-                found = find_checkpoint(save_dir, name, "last")
-                if found is None:
-                    print(f"no last checkpoint of {name!r} under {save_dir}: starting a new run", file=sys.stderr)
-                ckpt = found
-        else:
+        """``best``/``last`` (``test``, ``validate`` and ``predict`` default to ``best``) become a checkpoint of this
+        model's runs with this seed; evaluating without one is an error; a run's command logs into its folder."""
+        save_dir, name = run_location(config)
+        ckpt, seed = config.ckpt_path, _seed(config)
+        if subcommand != "fit":
             ckpt = ckpt or "best"
-            if ckpt in ("best", "last"):
-                found = find_checkpoint(save_dir, name, ckpt)
-                if found is None:
-                    raise CifarError(
-                        f"no {ckpt} checkpoint of model {name!r} under {Path(save_dir) / name}: "
-                        f"train it first (python -m cifar_lightning fit --config ...) or pass --ckpt_path FILE"
-                    )
-                ckpt = found
         if ckpt is None:
-            config.ckpt_path = None
+            self._reserve_run(config)
             return
-        if not Path(ckpt).is_file():
-            raise CifarError(f"checkpoint {ckpt} does not exist")
+        if ckpt in ("best", "last"):
+            found = find_checkpoint(save_dir, name, ckpt, seed)
+            seed_text = f" with seed {seed}" if seed is not None else ""
+            if found is None and subcommand == "fit":
+                print(f"no last checkpoint of {name!r}{seed_text} in {save_dir}: starting a new run", file=sys.stderr)
+                config.ckpt_path = None
+                self._reserve_run(config)
+                return
+            if found is None:
+                raise CifarError(
+                    f"no {ckpt} checkpoint of model {name!r}{seed_text} under {Path(save_dir) / name}: train it "
+                    "first (python -m cifar_lightning fit --config ...) or pass --ckpt_path FILE"
+                )
+            ckpt, why = found
+            print(f"{subcommand}: using {ckpt} ({why})", file=sys.stderr)
+        elif not Path(ckpt).is_file():
+            raise CifarError(f"checkpoint {ckpt} does not exist: pass a .ckpt file, best or last")
         config.ckpt_path = str(ckpt)
         run = run_of(Path(ckpt))
         if run is not None and run.parent.resolve() == (Path(save_dir) / name).resolve():
-            logger.init_args.version = run.name
-        print(f"{subcommand}: using checkpoint {ckpt}", file=sys.stderr)
+            self._log_into(config, run)
+
+    def _reserve_run(self, config: Namespace) -> None:
+        """A new fit's ``version_N``, taken with mkdir so that fits started together never share one."""
+        if config.checkpoint.get("dirpath"):
+            return
+        save_dir, name = run_location(config)
+        self.reserved_run = reserve_run(save_dir, name)
+        self._log_into(config, self.reserved_run)
+
+    @staticmethod
+    def _log_into(config: Namespace, run: Path) -> None:
+        logger = config.trainer.logger
+        args = logger.get("init_args") if isinstance(logger, Namespace) else None
+        if args is not None and "version" in args and args.get("save_dir") and args.get("name"):
+            args.version = run.name
+        else:  # no run folders of its own: the Trainer's root is the run, checkpoints go under it
+            config.trainer.default_root_dir = str(run)
+        config.checkpoint.dirpath = str(run / "checkpoints")
 
     def instantiate_trainer(self, **kwargs: Any) -> Any:
-        """Atomic checkpoint files, and a progress bar that redraws less often unless the config names its own."""
-        kwargs.setdefault("plugins", [AtomicCheckpointIO()])
-        config = self._get(self.config_init, "trainer", default={})
+        """The package's callbacks, atomic checkpoint files (besides the config's own plugins), and a progress
+        bar that redraws less often unless the config names its own."""
+        config = (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer") or {}
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins = [*plugins, AtomicCheckpointIO()]
+        kwargs["plugins"] = plugins
         callbacks = config.get("callbacks") or []
-        callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+        callbacks = [*(callbacks if isinstance(callbacks, list) else [callbacks]), CtrlC(), TestResults()]
         if config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
-            kwargs["callbacks"] = [*callbacks, progress_bar()]
+            callbacks.append(progress_bar())
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
-        """An explicit ``model.cuda_graph: true`` that this Trainer rules out fails before the run folder exists."""
+        """An explicit ``model.cuda_graph: true`` that this Trainer rules out fails before the run starts."""
         if self.model.cuda_graph and (blocker := cuda_graph_blocker(self.trainer, self.model.compile_net)):
             raise cuda_graph_error(blocker)
 
-    def after_fit(self) -> None:
-        best = self.trainer.checkpoint_callback
-        if self.trainer.is_global_zero and best is not None and best.best_model_path:
-            match = BEST_PATTERN.search(best.best_model_path)
-            epoch = int(match[1]) if match else "?"
-            print(
-                f"best checkpoint: {best.best_model_path} (epoch {epoch}, val/acc {float(best.best_model_score):.4f})"
-            )
 
-    def after_test(self) -> None:
-        """Keep the result beside the run it tested, where the report finds it; the confusion matrix
-        goes there as an image and to TensorBoard."""
-        if not self.trainer.is_global_zero:
-            return
-        metrics = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
-        confusion = self.model.test_confusion.compute().cpu()
-        per_class = per_class_accuracy(confusion).tolist()
-        ckpt = Path(self.config[self.subcommand].ckpt_path)
-        run = run_of(ckpt) or Path(self.trainer.log_dir)
-        record = {"checkpoint": str(ckpt), **metrics, "per_class_acc": per_class, "confusion": confusion.tolist()}
-        tmp = run / f".{TEST_RESULTS}.tmp"
-        tmp.write_text(json.dumps(record, indent=2))
-        tmp.replace(run / TEST_RESULTS)
-        image = run / "confusion_matrix.png"
-        tmp = run / ".confusion_matrix.tmp.png"
-        figure = confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix")
-        figure.savefig(tmp, dpi=100)
-        tmp.replace(image)
-        for logger in self.trainer.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_figure("test/confusion_matrix", figure, global_step=self.trainer.global_step)
-        print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
-        print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
+def _name_overridden_values(config: Namespace, checkpoint: dict[str, Any], subcommand: str) -> None:
+    """The checkpoint's model values replace the command line's (they define its network); its normalization
+    replaces the data's for evaluation. Say so where they differ, instead of silently."""
+    theirs = checkpoint.get("hyper_parameters") or {}
+    for key, value in theirs.items():
+        given = config.model.get(key)
+        if key in config.model and given != value:
+            print(f"warning: model.{key}={given} ignored: the checkpoint was trained with {value}", file=sys.stderr)
+    if subcommand == "fit":
+        return
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    for key in ("mean", "std"):
+        if key in data and tuple(config.data[key]) != tuple(data[key]):
+            print(f"warning: data.{key} {config.data[key]} replaced by the checkpoint's {data[key]}", file=sys.stderr)
+            config.data[key] = tuple(data[key])
 
 
 def _seed_or_zero(seed: Any) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
+def _broken_config_file(argv: list[str]) -> str | None:
+    """A ``--config`` file that is not valid YAML, named with the line of the problem (jsonargparse's own
+    message names neither)."""
+    import yaml
+
+    for i, arg in enumerate(argv):
+        value = arg.removeprefix("--config=") if arg.startswith("--config=") else None
+        if arg == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is None or not Path(value).is_file():
+            continue
+        try:
+            yaml.safe_load(Path(value).read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            where = getattr(err, "problem_mark", None)
+            line = f" at line {where.line + 1}" if where is not None else ""
+            return f"config file {value} is not valid YAML{line}: {getattr(err, 'problem', None) or err}"
+    return None
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``python -m cifar_lightning`` and ``cifar-lightning``; returns the exit status."""
+    """Entry point of the Lightning subcommands; returns the exit status."""
+    import shlex
+
     argv = sys.argv[1:] if args is None else args
+    if problem := _broken_config_file(argv):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         cli = CifarCLI(
             CIFARClassifier,

@@ -263,7 +263,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             predict_path: an image file or a folder of them, for ``predict``.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["predict_path"])
+        self.save_hyperparameters(ignore=["predict_path"], logger=False)
         self.data_dir = Path(data_dir)
         self.download = download
         self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size

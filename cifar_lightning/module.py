@@ -49,15 +49,6 @@ def cuda_graph_error(blocker: str) -> CifarError:
     return CifarError(f"model.cuda_graph needs {blocker}: set model.cuda_graph to null (automatic) or false")
 
 
-def upgrade_train_state(state_dict: dict[str, Any]) -> None:
-    """Checkpoints written before ``train_sums`` kept the epoch so far in the training metrics' states."""
-    if "train_loss.mean_value" not in state_dict:
-        return
-    loss_sum, _ = state_dict.pop("train_loss.mean_value"), state_dict.pop("train_loss.weight")
-    correct, wrong, _, _ = (state_dict.pop(f"train_acc.{k}").sum() for k in ("tp", "fn", "fp", "tn"))
-    state_dict["train_sums"] = torch.stack([loss_sum, correct, correct + wrong]).float()
-
-
 class NonFiniteLossError(CifarError):
     """Training produced a NaN or infinite loss or gradient."""
 
@@ -125,7 +116,8 @@ class CIFARClassifier(L.LightningModule):
                 without gradient accumulation.
         """
         super().__init__()
-        self.save_hyperparameters(ignore=["optimizer"])
+        # logger=False: TensorBoard's HPARAMS get the study's hyperparameters once, from TensorBoardFigures
+        self.save_hyperparameters(ignore=["optimizer"], logger=False)
         self.net = ConvNet(dropout, NUM_CLASSES)
         self.optimizer = optimizer
         self.lr_schedule, self.warmup_fraction, self.final_lr_fraction = lr_schedule, warmup_fraction, final_lr_fraction
@@ -140,12 +132,14 @@ class CIFARClassifier(L.LightningModule):
         self.test_loss, self.test_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
         self._rng_to_restore: dict[str, Any] | None = None
+        self._has_weights = False  # trained or loaded in this process: never evaluate fresh initial weights
+        self._epoch_finished = False
         self.register_buffer("_step", torch.zeros((), dtype=torch.long), persistent=False)
         self.register_buffer("_first_nonfinite_step", torch.full((), -1), persistent=False)  # -1: all finite
 
     def configure_model(self) -> None:
-        if self.channels_last is None:
-            self.channels_last = self.device.type == "cuda"
+        if self.channels_last is None:  # the module is still on the CPU here: ask where it will run
+            self.channels_last = self.trainer.strategy.root_device.type == "cuda"
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net:
@@ -237,7 +231,13 @@ class CIFARClassifier(L.LightningModule):
             "The last checkpoint holds the last finite state."
         )
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._epoch_finished = batch_idx + 1 >= self.trainer.num_training_batches
+
     def on_train_epoch_end(self) -> None:
+        """The epoch's means. An epoch that ``trainer.max_steps`` cut short keeps its sums for a resume."""
+        if not self._epoch_finished:
+            return
         loss_sum, correct, count = self.train_sums
         self.train_loss.update(loss_sum / count, weight=count)
         self.train_acc.update(correct / count, weight=count)
@@ -294,7 +294,6 @@ class CIFARClassifier(L.LightningModule):
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        upgrade_train_state(checkpoint["state_dict"])
         ours = {k: v.shape for k, v in self.state_dict().items()}
         theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if isinstance(v, Tensor)}
         if ours != theirs:
@@ -304,6 +303,26 @@ class CIFARClassifier(L.LightningModule):
                 "pass a checkpoint written by this package's fit"
             )
         self._rng_to_restore = checkpoint.get("rng_states")
+        self._has_weights = True
+
+    def on_fit_start(self) -> None:
+        self._has_weights = True
+
+    def _refuse_fresh_weights(self) -> None:
+        if not self._has_weights:
+            raise CifarError(
+                f"{self.trainer.state.fn} needs trained weights: pass ckpt_path (a checkpoint file, best or last), "
+                "load the module with CIFARClassifier.load_from_checkpoint, or fit it first"
+            )
+
+    def on_validation_start(self) -> None:
+        self._refuse_fresh_weights()
+
+    def on_test_start(self) -> None:
+        self._refuse_fresh_weights()
+
+    def on_predict_start(self) -> None:
+        self._refuse_fresh_weights()
 
     def on_train_start(self) -> None:
         """Restore the generators here, after everything that runs between loading and the first step."""

@@ -41,16 +41,3 @@ def test_a_constant_schedule_keeps_the_configured_learning_rate(run_cli, tmp_pat
     assert run_cli(*args) == 0
     lrs = [v for _, v in scalars(tmp_path / "lightning_logs/model1/version_0")["lr-SGD"]]
     assert lrs == pytest.approx([1e-3] * 6)
-
-
-def test_a_checkpoint_from_before_the_epoch_sums_loads_with_the_same_epoch_so_far():
-    """Earlier checkpoints kept the epoch so far in the training metrics' states: a MeanMetric of the loss
-    (weighted sum, weight) and a micro accuracy (true positives = correct, false negatives = wrong)."""
-    model = CIFARClassifier()
-    state = {k: v for k, v in model.state_dict().items() if k != "train_sums"}
-    state |= {"train_loss.mean_value": torch.tensor(46.0), "train_loss.weight": torch.tensor(20.0)}
-    state |= {f"train_acc.{k}": torch.tensor([n]) for k, n in (("tp", 7), ("fn", 13), ("fp", 13), ("tn", 167))}
-    checkpoint = {"state_dict": state}
-    model.on_load_checkpoint(checkpoint)
-    model.load_state_dict(checkpoint["state_dict"])
-    assert model.train_sums.tolist() == [46.0, 7.0, 20.0]

@@ -53,7 +53,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
     resumed = _fit(tmp_path / "b", data_dir, "--ckpt_path=last")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
-    assert "using checkpoint" in out
+    assert "fit: using" in out
 
     a, a_logged = _final_state(tmp_path / "a/lightning_logs/model2/version_0")
     b, b_logged = _final_state(tmp_path / "b/lightning_logs/model2/version_0")

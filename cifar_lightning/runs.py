@@ -1,0 +1,235 @@
+"""Run folders, ``<save_dir>/<model>/version_N``: reserving a new one, reading what fit and test left there,
+and choosing a model's run for ``--ckpt_path best``/``last`` and for the report by one rule.
+
+A run folder holds ``config.yaml`` (written by fit), TensorBoard event files, ``checkpoints/`` and, once
+tested, ``test_results.json``. The layout is the package's own, whatever logger a command uses.
+"""
+
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cifar_lightning.data import TRAIN_SIZE
+from cifar_lightning.errors import CifarError
+
+TEST_RESULTS = "test_results.json"
+CONFIG_FILE = "config.yaml"
+LAST = "last.ckpt"
+# Checkpoint names count epochs from 1, as the report, the messages and the study do.
+BEST_FILENAME = "epoch={epoch:03d}-val_acc={val/acc:.4f}"
+BEST_PATTERN = re.compile(r"epoch=(\d+)-val_acc=([0-9.]+)\.ckpt$")
+
+
+def run_dirs(save_dir: str | Path, name: str) -> list[Path]:
+    """A model's run folders (``version_N``), oldest first."""
+    root = Path(save_dir) / name
+    runs = [p for p in root.glob("version_*") if p.is_dir() and p.name.removeprefix("version_").isdigit()]
+    return sorted(runs, key=lambda p: int(p.name.removeprefix("version_")))
+
+
+def reserve_run(save_dir: str | Path, name: str) -> Path:
+    """Create the next free ``version_N`` folder with ``mkdir``, which only one process can win, so runs of
+    one model started at the same moment never share a folder (loggers pick ``max + 1`` without a lock)."""
+    root = Path(save_dir) / name
+    root.mkdir(parents=True, exist_ok=True)
+    existing = run_dirs(save_dir, name)
+    version = int(existing[-1].name.removeprefix("version_")) + 1 if existing else 0
+    while True:
+        folder = root / f"version_{version}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            version += 1
+
+
+def best_in(checkpoint_dir: Path) -> Path | None:
+    """The checkpoint with the highest validation accuracy in the file name (later epoch on ties)."""
+    scored = [(float(m[2]), int(m[1]), p) for p in checkpoint_dir.glob("*.ckpt") if (m := BEST_PATTERN.search(p.name))]
+    return max(scored)[2] if scored else None
+
+
+def run_of(checkpoint: Path) -> Path | None:
+    """The ``version_N`` folder a checkpoint belongs to, if it sits in one's ``checkpoints/``."""
+    parent = checkpoint.resolve().parent
+    if parent.name == "checkpoints" and parent.parent.name.startswith("version_"):
+        return parent.parent
+    return None
+
+
+def read_file(path: Path, parse: Any) -> Any:
+    """A run's YAML or JSON file, or None if absent; a damaged one is one error naming it."""
+    if not path.is_file():
+        return None
+    try:
+        return parse(path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CifarError(f"cannot read {path} ({type(err).__name__}): repair it or move its run folder away") from None
+
+
+def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
+    """The study's hyperparameters from a parsed config; the one reader for TensorBoard's HPARAMS and the report.
+
+    A config without an optimizer trains with the module's default, ``SGD(lr=1e-3, momentum=0.9)``.
+    """
+    model, data, trainer = config.get("model") or {}, config.get("data") or {}, config.get("trainer") or {}
+    optimizer = model.get("optimizer") or {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-3, "momentum": 0.9}}
+    args = optimizer.get("init_args") or {}
+    return {
+        "epochs": trainer.get("max_epochs"),
+        "batch size": data.get("batch_size"),
+        "momentum": args.get("momentum", 0.0),
+        "learning rate": args.get("lr"),
+        "optimizer": optimizer["class_path"].rsplit(".", 1)[-1],
+        "dropout": model.get("dropout", 0.0),
+        "seed": config.get("seed_everything"),
+    }
+
+
+@dataclass
+class Run:
+    """One ``version_N`` folder of a model, as fit and test left it."""
+
+    model: str
+    path: Path
+    config: dict[str, Any]
+    scalars: dict[str, list[tuple[int, float]]]
+    test: dict[str, Any] | None
+    configured_epochs: int | None  # max_epochs of configs/<model>.yaml, to tell a capped run
+
+    @property
+    def max_epochs(self) -> int | None:
+        return (self.config.get("trainer") or {}).get("max_epochs")
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed_everything")
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.scalars.get("val/acc", []))
+
+    @property
+    def complete(self) -> bool:
+        return self.max_epochs is not None and self.epochs_done >= self.max_epochs
+
+    @property
+    def capped(self) -> bool:
+        return None not in (self.max_epochs, self.configured_epochs) and self.max_epochs < self.configured_epochs
+
+    @property
+    def status(self) -> str:
+        parts = [] if self.complete else [f"interrupted after {self.epochs_done} of {self.max_epochs} epochs"]
+        if self.capped:
+            parts.append(f"capped at {self.max_epochs} of {self.configured_epochs} epochs")
+        return "; ".join(parts) or "complete"
+
+    def best(self) -> tuple[float, float, int] | None:
+        """(val/acc, val/loss at that epoch, epoch from 1): the first epoch reaching the best accuracy."""
+        accs = [v for _, v in self.scalars.get("val/acc", [])]
+        losses = [v for _, v in self.scalars.get("val/loss", [])]
+        if not accs:
+            return None
+        i = int(max(range(len(accs)), key=accs.__getitem__))
+        return accs[i], losses[i] if i < len(losses) else math.nan, i + 1
+
+    def steps_per_epoch(self) -> int:
+        """From where the first epoch's validation was logged; else from the config (full data set)."""
+        val = self.scalars.get("val/acc", [])
+        if val:
+            return val[0][0] + 1
+        data = self.config.get("data") or {}
+        return math.ceil((TRAIN_SIZE - data.get("val_size", 1000)) / data.get("batch_size", 128))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return hyperparameters(self.config)
+
+
+def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
+    """Read a run folder: its config, its scalars through TensorBoard's own reader, its test result."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = read_file(path / CONFIG_FILE, yaml.safe_load) or {}
+    events = EventAccumulator(str(path))
+    events.Reload()
+    # one value per step (a resumed run logs again the steps after its last checkpoint: the latest counts)
+    scalars = {tag: sorted({e.step: e.value for e in events.Scalars(tag)}.items()) for tag in events.Tags()["scalars"]}
+    # the run's validation history is what fit logged where an epoch ended; ``validate`` logs into the
+    # run's folder too, at step 0
+    epoch_ends = {step for step, _ in scalars.get("train/loss_epoch", [])}
+    for tag in ("val/acc", "val/loss"):
+        scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
+    configured = read_file(configs_dir / f"{model}.yaml", yaml.safe_load) if configs_dir else None
+    configured_epochs = ((configured or {}).get("trainer") or {}).get("max_epochs")
+    return Run(model, path, config, scalars, read_file(path / TEST_RESULTS, json.loads), configured_epochs)
+
+
+def model_runs(save_dir: str | Path, name: str, configs_dir: Path | None = None, seed: int | None = None) -> list[Run]:
+    """The runs of one model that fit started (they have a ``config.yaml``), oldest first; only ``seed``'s if given."""
+    runs = [load_run(name, p, configs_dir) for p in run_dirs(save_dir, name) if (p / CONFIG_FILE).is_file()]
+    return [r for r in runs if seed is None or r.seed == seed]
+
+
+def choose(runs: list[Run]) -> Run:
+    """The newest complete run; the newest one when none is complete. ``best`` and the report both use it."""
+    complete = [r for r in runs if r.complete]
+    return (complete or runs)[-1]
+
+
+def find_checkpoint(save_dir: str | Path, name: str, which: str, seed: int | None) -> tuple[Path, str] | None:
+    """``best`` or ``last`` checkpoint of model ``name`` and the reason its run was chosen.
+
+    ``best`` comes from the run the report uses for this seed (:func:`choose`); ``last`` from the newest run of
+    this seed that has one (the run to resume). Runs without a ``config.yaml`` (never started by fit) are
+    skipped; a run another process is writing can be chosen, but its files are always whole (atomic writes).
+    """
+    runs = [r for r in model_runs(save_dir, name, seed=seed) if _checkpoint(r.path, which) is not None]
+    if not runs:
+        return None
+    seed_text = f" with seed {seed}" if seed is not None else ""
+    if which == "best":
+        run = choose(runs)
+        why = "newest complete run" if run.complete else f"newest run, {run.status}: none is complete"
+    else:
+        run, why = runs[-1], "newest run with a last.ckpt"
+    return _checkpoint(run.path, which), f"{why}{seed_text}"
+
+
+def _checkpoint(run: Path, which: str) -> Path | None:
+    folder = run / "checkpoints"
+    found = best_in(folder) if which == "best" else folder / LAST
+    return found if found is not None and found.is_file() else None
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Give back a reserved run folder that nothing was written to (a run that failed before it started),
+    and the model and log folders above it if that leaves them empty."""
+    for path in (folder, folder.parent, folder.parent.parent):
+        try:
+            path.rmdir()
+        except OSError:
+            return
+
+
+def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
+    """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename: a crash leaves
+    the old file or none, never a truncated one under the final name. The one atomic write of the package."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
