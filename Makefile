@@ -3,6 +3,7 @@ PYTHON ?= .venv/bin/python
 MODEL ?= model7b
 ARGS ?=
 EPOCHS ?=
+SEEDS ?= 0
 STUDY_CONFIGS ?= $(sort $(wildcard configs/*.yaml))
 
 .DEFAULT_GOAL := help
@@ -10,7 +11,7 @@ STUDY_CONFIGS ?= $(sort $(wildcard configs/*.yaml))
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
-	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra fit arguments', EPOCHS=N (caps study epochs)"
+	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra fit arguments', EPOCHS=N (caps study epochs), SEEDS='0 1 2'"
 
 install: .venv/.installed  ## create .venv and install the package with its dev tools
 
@@ -37,15 +38,8 @@ fit: install  ## train MODEL (default model7b), e.g. make fit MODEL=model4 ARGS=
 evaluate: install  ## test MODEL's best checkpoint on the 10,000 test images
 	$(PYTHON) -m cifar_lightning test --config configs/$(MODEL).yaml --ckpt_path best $(ARGS)
 
-# one config of the study: train it, then test its best checkpoint
-define study_run
-	$(PYTHON) -m cifar_lightning fit --config $(1)$(if $(EPOCHS), --trainer.max_epochs $(EPOCHS)) $(ARGS)
-	$(PYTHON) -m cifar_lightning test --config $(1)
-
-endef
-
-study: install  ## train and test every config in configs/, then write reports/ (EPOCHS=2 for a quick pass)
-	$(foreach config,$(STUDY_CONFIGS),$(call study_run,$(config)))
+study: install  ## fit and test every config with every seed, then write reports/ (SEEDS="0 1 2", EPOCHS=1 for a quick pass); run again to continue a stopped study
+	$(PYTHON) -m cifar_lightning study --configs $(STUDY_CONFIGS) --seeds $(SEEDS)$(if $(EPOCHS), --epochs $(EPOCHS)) --args '$(ARGS)'
 	$(PYTHON) -m cifar_lightning report
 
 report: install  ## write reports/ (tables, curves, samples) from the runs under lightning_logs/

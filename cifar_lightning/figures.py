@@ -8,38 +8,38 @@ from matplotlib.figure import Figure
 from cifar_lightning.data import CLASSES
 
 
-def curves_figure(model: str, scalars: dict[str, list[tuple[int, float]]], steps_per_epoch: int) -> Figure:
+def curves_figure(
+    model: str, runs: list[tuple[str, dict[str, list[tuple[int, float]]]]], steps_per_epoch: int
+) -> Figure:
     """Loss and accuracy against epochs: training per logged step and per epoch, validation per epoch.
 
-    ``scalars`` maps TensorBoard tags to (step, value) pairs, as a run logged them; step ``s`` (from 0)
-    ends at epoch ``(s + 1) / steps_per_epoch``, so epoch-end values sit at whole epochs.
+    ``runs`` holds (label, scalars) per run, e.g. one per seed; scalars map TensorBoard tags to (step, value)
+    pairs, as a run logged them. Step ``s`` (from 0) ends at epoch ``(s + 1) / steps_per_epoch``, so epoch-end
+    values sit at whole epochs. With several runs, each gets its own colour and per-step values are left out.
     """
     fig = Figure(figsize=(11, 4.2), layout="constrained")
+    several = len(runs) > 1
     for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "acc"), ("loss", "accuracy"), strict=True):
-        step_values = scalars.get(f"train/{metric}", [])
-        if step_values:
-            steps, values = zip(*step_values, strict=True)
-            ax.plot(
-                (np.array(steps) + 1) / steps_per_epoch,
-                values,
-                color="tab:blue",
-                alpha=0.35,
-                lw=0.8,
-                label="training (step)",
-            )
-        for tag, style, name in (
-            (f"train/{metric}_epoch", "-s", "training (epoch mean)"),
-            (f"val/{metric}", "-o", "validation"),
-        ):
-            values = [v for _, v in scalars.get(tag, [])]
-            if values:
-                color = "tab:blue" if tag.startswith("train") else "tab:orange"
-                ax.plot(range(1, len(values) + 1), values, style, color=color, ms=3, label=name)
+        for i, (name, scalars) in enumerate(runs):
+            train_colour, val_colour = (f"C{i}", f"C{i}") if several else ("tab:blue", "tab:orange")
+            prefix = f"{name}: " if name else ""
+            step_values = scalars.get(f"train/{metric}", [])
+            if step_values and not several:
+                steps, values = zip(*step_values, strict=True)
+                x = (np.array(steps) + 1) / steps_per_epoch
+                ax.plot(x, values, color=train_colour, alpha=0.35, lw=0.8, label="training (step)")
+            for tag, style, kind, colour in (
+                (f"train/{metric}_epoch", "--" if several else "-s", "training (epoch mean)", train_colour),
+                (f"val/{metric}", "-" if several else "-o", "validation", val_colour),
+            ):
+                values = [v for _, v in scalars.get(tag, [])]
+                if values:
+                    ax.plot(range(1, len(values) + 1), values, style, color=colour, ms=3, label=prefix + kind)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(f"{model}: {label}")
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7 if several else None)
     return fig
 
 
@@ -47,7 +47,7 @@ def samples_figure(images: torch.Tensor, labels: torch.Tensor, per_class: int = 
     """A grid of training images, one row per class, labelled."""
     fig = Figure(figsize=(per_class * 0.9 + 1.4, len(CLASSES) * 0.9 + 0.4), layout="constrained")
     fig.suptitle(f"training images, {per_class} per class")
-    axes = fig.subplots(len(CLASSES), per_class)
+    axes = fig.subplots(len(CLASSES), per_class, squeeze=False)
     for c, name in enumerate(CLASSES):
         picks = torch.nonzero(labels == c).flatten()[:per_class].tolist()
         for j, ax in enumerate(axes[c]):

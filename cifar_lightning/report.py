@@ -5,8 +5,6 @@ files (through TensorBoard's own reader) and ``test_results.json``. It never tra
 Epochs are counted from 1 in the report, as in the study (checkpoint names count from 0).
 """
 
-import datetime
-import json
 import math
 import os
 import shutil
@@ -16,17 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import yaml
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar_lightning.checkpoints import run_dirs
-from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
+from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, channel_stats, load_npz
 from cifar_lightning.errors import CifarError
 from cifar_lightning.figures import curves_figure, samples_figure
-
-TEST_RESULTS = "test_results.json"
+from cifar_lightning.runs import Run, atomic_write, choose, model_runs
 
 
 @dataclass(frozen=True)
@@ -56,116 +49,15 @@ STUDY = {
 }
 
 
-@dataclass
-class Run:
-    """One ``version_N`` folder of a model, as fit and test left it."""
-
-    model: str
-    path: Path
-    config: dict[str, Any]
-    scalars: dict[str, list[tuple[int, float]]]
-    test: dict[str, Any] | None
-    configured_epochs: int | None  # max_epochs of configs/<model>.yaml, to tell a capped run
-
-    @property
-    def max_epochs(self) -> int | None:
-        return (self.config.get("trainer") or {}).get("max_epochs")
-
-    @property
-    def epochs_done(self) -> int:
-        return len(self.scalars.get("val/acc", []))
-
-    @property
-    def complete(self) -> bool:
-        return self.max_epochs is not None and self.epochs_done >= self.max_epochs
-
-    @property
-    def capped(self) -> bool:
-        return None not in (self.max_epochs, self.configured_epochs) and self.max_epochs < self.configured_epochs
-
-    @property
-    def status(self) -> str:
-        parts = [] if self.complete else [f"interrupted after {self.epochs_done} of {self.max_epochs} epochs"]
-        if self.capped:
-            parts.append(f"capped at {self.max_epochs} of {self.configured_epochs} epochs")
-        return "; ".join(parts) or "complete"
-
-    def best(self) -> tuple[float, float, int] | None:
-        """(val/acc, val/loss at that epoch, epoch from 1): the first epoch reaching the best accuracy."""
-        accs = [v for _, v in self.scalars.get("val/acc", [])]
-        losses = [v for _, v in self.scalars.get("val/loss", [])]
-        if not accs:
-            return None
-        i = int(np.argmax(accs))
-        return accs[i], losses[i] if i < len(losses) else math.nan, i + 1
-
-    def steps_per_epoch(self) -> int:
-        """From where the first epoch's validation was logged; else from the config (full data set)."""
-        val = self.scalars.get("val/acc", [])
-        if val:
-            return val[0][0] + 1
-        data = self.config.get("data") or {}
-        return math.ceil((TRAIN_SIZE - data.get("val_size", 1000)) / data.get("batch_size", 128))
-
-    def hyperparameters(self) -> dict[str, Any]:
-        model, data = self.config.get("model") or {}, self.config.get("data") or {}
-        optimizer = model.get("optimizer") or {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-3}}
-        args = optimizer.get("init_args") or {}
-        return {
-            "epochs": self.max_epochs,
-            "batch size": data.get("batch_size"),
-            "momentum": args.get("momentum", 0.0),
-            "learning rate": args.get("lr"),
-            "optimizer": optimizer["class_path"].rsplit(".", 1)[-1],
-            "dropout": model.get("dropout", 0.0),
-        }
-
-
-def _read(path: Path, parse: Any) -> Any:
-    """A run's YAML or JSON file, or None if absent; a damaged one is one error naming it."""
-    if not path.is_file():
-        return None
-    try:
-        return parse(path.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CifarError(f"cannot read {path} ({type(err).__name__}): repair it or move its run folder away") from None
-
-
-def load_run(model: str, path: Path, configs_dir: Path) -> Run:
-    config = _read(path / "config.yaml", yaml.safe_load) or {}
-    events = EventAccumulator(str(path))
-    events.Reload()
-    # one value per step (a resumed run logs again the steps after its last checkpoint: the latest counts)
-    scalars = {tag: sorted({e.step: e.value for e in events.Scalars(tag)}.items()) for tag in events.Tags()["scalars"]}
-    # the run's validation history is what fit logged where an epoch ended; ``validate`` logs into the
-    # run's folder too, at step 0
-    epoch_ends = {step for step, _ in scalars.get("train/loss_epoch", [])}
-    for tag in ("val/acc", "val/loss"):
-        scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
-    configured = _read(configs_dir / f"{model}.yaml", yaml.safe_load) or {}
-    configured_epochs = (configured.get("trainer") or {}).get("max_epochs")
-    return Run(model, path, config, scalars, _read(path / TEST_RESULTS, json.loads), configured_epochs)
-
-
 def collect(log_dir: Path, configs_dir: Path) -> dict[str, list[Run]]:
     """Every model's runs that ``fit`` started (they have a ``config.yaml``), oldest first."""
-    runs: dict[str, list[Run]] = {}
-    for model_dir in sorted(p for p in log_dir.iterdir() if p.is_dir()) if log_dir.is_dir() else []:
-        found = [load_run(model_dir.name, r, configs_dir) for r in run_dirs(log_dir, model_dir.name)]
-        found = [r for r in found if r.config]
-        if found:
-            runs[model_dir.name] = found
+    models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.is_dir() else []
+    runs = {model: found for model in models if (found := model_runs(log_dir, model, configs_dir))}
     return dict(sorted(runs.items(), key=lambda item: _model_order(item[0])))
 
 
 def _model_order(model: str) -> tuple[int, str]:
     return (list(STUDY).index(model), "") if model in STUDY else (len(STUDY), model)
-
-
-def choose(runs: list[Run]) -> Run:
-    """The newest complete run; the newest one when none is complete."""
-    complete = [r for r in runs if r.complete]
-    return (complete or runs)[-1]
 
 
 def _pct(x: float | None) -> str:
@@ -206,111 +98,205 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
         "",
         *_table(["statistic", "channel", "ours", "study", "difference"], rows),
         "",
-        "![samples](samples.png)",
+        "![samples](figures/samples.png)",
         "",
     ]
 
 
-def _hyperparameter_section(chosen: dict[str, Run]) -> list[str]:
+def per_seed(runs: list[Run]) -> list[Run]:
+    """One run per seed, chosen by :func:`runs.choose` among that seed's runs, ordered by seed."""
+    seeds = sorted({r.seed for r in runs}, key=lambda seed: (seed is None, seed or 0))
+    return [choose([r for r in runs if r.seed == seed]) for seed in seeds]
+
+
+def _run_cell(run: Run, seeds: list[Run], all_runs: list[Run]) -> str:
+    if len(seeds) > 1:
+        return f"{run.path.name} (seed {run.seed})"
+    return run.path.name + (f" (of {len(all_runs)})" if len(all_runs) > 1 else "")
+
+
+def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
     rows = []
-    for model, run in chosen.items():
-        hp = run.hyperparameters()
-        if run.capped:
+    for model, seeds in chosen.items():
+        hp = seeds[0].hyperparameters()
+        if seeds[0].capped:
             source = "study" if model in STUDY else "config"
-            hp["epochs"] = f"{hp['epochs']} (capped; {source} {run.configured_epochs})"
+            hp["epochs"] = f"{hp['epochs']} (capped; {source} {seeds[0].configured_epochs})"
+        hp["seed"] = ", ".join(str(r.seed) for r in seeds)
         rows.append([model, *hp.values()])
-    header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout"]
+    header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed"]
     return ["## Hyperparameters", "", *_table(header, rows), ""]
 
 
-def _results_section(chosen: dict[str, Run], runs: dict[str, list[Run]]) -> list[str]:
+def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
     rows = []
-    for model, run in chosen.items():
-        best, study = run.best(), STUDY.get(model)
-        acc, loss, epoch = best if best else (None, None, None)
+    for model, seeds in chosen.items():
+        study = STUDY.get(model)
         s_acc, s_loss, s_epoch = (study.best_val_acc, study.val_loss, study.best_epoch) if study else (None,) * 3
-        versions = f"{run.path.name}" + (f" (of {len(runs[model])})" if len(runs[model]) > 1 else "")
-        rows.append(
-            [
-                model,
-                versions,
-                run.status,
-                _pct(acc),
-                _pct(s_acc),
-                _diff(acc, s_acc),
-                "—" if loss is None else f"{loss:.4f}",
-                "—" if s_loss is None else f"{s_loss:.4f}",
-                _diff(loss, s_loss, scale=1, unit=""),
-                epoch or "—",
-                s_epoch or "—",
-            ]
-        )
+        for run in seeds:
+            acc, loss, epoch = run.best() or (None, None, None)
+            rows.append(
+                [
+                    model,
+                    _run_cell(run, seeds, runs[model]),
+                    run.status,
+                    _pct(acc),
+                    _pct(s_acc),
+                    _diff(acc, s_acc),
+                    "—" if loss is None else f"{loss:.4f}",
+                    "—" if s_loss is None else f"{s_loss:.4f}",
+                    _diff(loss, s_loss, scale=1, unit=""),
+                    epoch or "—",
+                    s_epoch or "—",
+                ]
+            )
     header = ["model", "run", "status", "best val acc", "study", "difference", "val loss there", "study", "difference"]
     return [
         "## Best validation accuracy",
         "",
-        "Each model's newest complete run (the newest run when none is complete). Differences are ours minus the",
-        "study's, in percentage points for accuracy.",
+        "Each model's newest complete run of each seed (the newest run when none is complete). Differences are",
+        "ours minus the study's, in percentage points for accuracy.",
         "",
         *_table([*header, "epoch", "study epoch"], rows),
         "",
     ]
 
 
-def _test_section(chosen: dict[str, Run]) -> list[str]:
-    rows, untested = [], []
-    for model, run in chosen.items():
-        if run.test is None:
-            untested.append(model)
-            rows.append([model, "not tested", "—", "—", "—", "—"])
+def spread(values: list[float]) -> tuple[float, float, float, float]:
+    """Mean, sample standard deviation (ddof 1), min and max."""
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return mean, std, min(values), max(values)
+
+
+def verdict(study: float | None, values: list[float]) -> str:
+    """Where the study's value lies against the seeds: inside their range, or how many standard deviations out."""
+    if study is None:
+        return "—"
+    mean, std, low, high = spread(values)
+    if low <= study <= high:
+        return "inside the seeds' range"
+    side = "above" if study > high else "below"
+    if std == 0:
+        return f"{side} every seed"
+    return f"{side} the range, {abs(study - mean) / std:.1f} std from the mean"
+
+
+def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
+    """Models run with several seeds: the spread of their best validation accuracy and test accuracy."""
+    rows = []
+    for model, seeds in chosen.items():
+        bests = [b for r in seeds if (b := r.best()) is not None]
+        if len(bests) < 2:
             continue
+        accs = [b[0] for b in bests]
+        mean, std, low, high = spread(accs)
         study = STUDY.get(model)
-        acc, loss = run.test.get("test/acc"), run.test.get("test/loss")
+        tests = [r.test["test/acc"] for r in seeds if r.test and "test/acc" in r.test]
+        test_cell = "—"
+        if tests:
+            t_mean, t_std, _, _ = spread(tests)
+            test_cell = f"{100 * t_mean:.2f} ± {100 * t_std:.2f}% ({', '.join(f'{100 * t:.2f}' for t in tests)})"
+        rows.append(
+            [
+                model,
+                len(bests),
+                f"{100 * mean:.2f} ± {100 * std:.2f}%",
+                f"{100 * low:.2f}–{100 * high:.2f}%",
+                ", ".join(str(b[2]) for b in bests),
+                ", ".join(f"{b[1]:.4f}" for b in bests),
+                _pct(study.best_val_acc) if study else "—",
+                verdict(study.best_val_acc if study else None, accs),
+                test_cell,
+                _pct(study.test_acc) if study and study.test_acc else "—",
+            ]
+        )
+    if not rows:
+        return []
+    header = ["model", "seeds", "best val acc (mean ± std)", "min–max", "epoch of best", "val loss there"]
+    header += ["study", "study's value", "test acc of each best checkpoint", "study test"]
+    return [
+        "## Across seeds",
+        "",
+        "Best validation accuracy over seeds (sample standard deviation), the epoch of each seed's best and its",
+        "validation loss there, and the test accuracy of each seed's best checkpoint (mean ± std, then per seed).",
+        "The 1,000 validation images alone give a binomial standard deviation of about 1.4 points at 75%.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
+    rows, untested = [], []
+    for model, seeds in chosen.items():
+        study = STUDY.get(model)
         s_acc = study.test_acc if study else None
-        checkpoint = Path(run.test.get("checkpoint", "")).name
-        rows.append([model, _pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), f"`{checkpoint}`"])
+        for run in seeds:
+            if run.test is None:
+                untested.append(model if len(seeds) == 1 else f"{model} (seed {run.seed})")
+                rows.append([model, _run_cell(run, seeds, runs[model]), "not tested", "—", "—", "—", "—"])
+                continue
+            acc, loss = run.test.get("test/acc"), run.test.get("test/loss")
+            checkpoint = Path(run.test.get("checkpoint") or "").name
+            cells = [_pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), f"`{checkpoint}`"]
+            rows.append([model, _run_cell(run, seeds, runs[model]), *cells])
     lines = ["## Test accuracy (10,000 test images)", ""]
-    lines += _table(["model", "test acc", "test loss", "study", "difference", "checkpoint"], rows)
+    lines += _table(["model", "run", "test acc", "test loss", "study", "difference", "checkpoint"], rows)
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    scored = {m: best for m, r in chosen.items() if m in STUDY and (best := r.best()) is not None}
+    scored = {
+        m: spread(accs)[0]
+        for m, seeds in chosen.items()
+        if m in STUDY and (accs := [b[0] for r in seeds if (b := r.best()) is not None])
+    }
     if scored:
-        top = max(scored, key=lambda m: scored[m][0])
-        test = chosen[top].test
+        top = max(scored, key=scored.__getitem__)
+        tests = [r.test["test/acc"] for r in chosen[top] if r.test and "test/acc" in r.test]
+        test = _pct(spread(tests)[0]) if tests else "not tested"
+        mean_text = " (mean over seeds)" if len(chosen[top]) > 1 else ""
         lines += [
             "",
-            f"Best validation accuracy among the study's models: **{top}** ({_pct(scored[top][0])}); its test "
-            f"accuracy: **{_pct(test['test/acc']) if test else 'not tested'}**. "
-            "The study's: model4 (85.9%), test accuracy 83.01%.",
+            f"Best validation accuracy among the study's models: **{top}** ({_pct(scored[top])}{mean_text}); its "
+            f"test accuracy: **{test}**. The study's: model4 (85.9%), test accuracy 83.01%.",
         ]
     return [*lines, ""]
 
 
-def _runs_section(chosen: dict[str, Run], runs: dict[str, list[Run]]) -> list[str]:
+def _runs_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
     lines = ["## Runs used", ""]
-    for model, run in chosen.items():
-        others = [f"{r.path.name} ({r.status})" for r in runs[model] if r is not run]
-        line = f"- {model}: `{run.path}` ({run.status}; epochs logged: {run.epochs_done})"
-        if others:
-            line += "; not used: " + ", ".join(others)
-        lines.append(line)
+    for model, seeds in chosen.items():
+        for run in seeds:
+            line = f"- {model}: `{run.path}` ({run.status}; epochs logged: {run.epochs_done})"
+            if run is seeds[-1]:
+                others = [f"{r.path.name} ({r.status})" for r in runs[model] if r not in seeds]
+                line += "; not used: " + ", ".join(others) if others else ""
+            lines.append(line)
     return [*lines, ""]
+
+
+def _data_dir(chosen: dict[str, list[Run]]) -> Path:
+    """The data folder the runs were trained on, from their ``config.yaml`` (the first that holds the file)."""
+    configs = [r.config.get("data") or {} for seeds in chosen.values() for r in seeds]
+    folders = [Path(d) for data in configs if (d := data.get("data_dir"))]
+    return next((f for f in folders if (f / NPZ_NAME).is_file()), folders[0] if folders else Path("data"))
 
 
 def write_report(
     log_dir: str = "lightning_logs",
     out: str = "reports",
-    data_dir: str = "data",
+    data_dir: str | None = None,
     configs_dir: str = "configs",
     val_size: int = 1000,
 ) -> Path:
-    """Write ``report.md``, one curves PNG per model and ``samples.png`` into ``out`` (replaced whole).
+    """Write ``report.md`` and ``figures/`` (one curves PNG per model, ``samples.png``) into ``out``.
 
     Args:
         log_dir: the folder of runs (``<model>/version_N``) that fit and test wrote.
-        out: the report folder; it is rebuilt in a temporary folder and swapped in at the end.
-        data_dir: the folder with ``cifar10.npz``, for the sample grid and normalization values.
+        out: the report folder; ``report.md`` is replaced atomically and ``figures/`` whole, other files are kept.
+        data_dir: the folder with ``cifar10.npz``, for the sample grid and normalization values (default: the
+            ``data.data_dir`` the runs' ``config.yaml`` name).
         configs_dir: the configs the runs came from, to tell runs capped at fewer epochs.
         val_size: validation images at the end of the training split (the rest is the training split).
     """
@@ -320,32 +306,31 @@ def write_report(
             f"no runs under {log_dir}/ (folders <model>/version_N with a config.yaml): "
             "train first, e.g. python -m cifar_lightning fit --config configs/model1.yaml, or make study"
         )
-    chosen = {model: choose(found) for model, found in runs.items()}
+    chosen = {model: per_seed(found) for model, found in runs.items()}
     target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    target.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".figures.", dir=target))
     staging.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
     try:
-        lines = [
-            "# CIFAR-10 ConvNet study, regenerated",
-            "",
-            f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} by `python -m cifar_lightning report` "
-            f"from `{log_dir}/`.",
-            "",
-        ]
-        lines += _normalization_section(Path(data_dir), val_size, staging)
+        lines = ["# CIFAR-10 ConvNet study, regenerated", ""]
+        lines += [f"Written by `python -m cifar_lightning report` from the runs under `{log_dir}/`.", ""]
+        lines += _normalization_section(Path(data_dir) if data_dir else _data_dir(chosen), val_size, staging)
         lines += _hyperparameter_section(chosen)
         lines += _results_section(chosen, runs)
-        lines += _test_section(chosen)
+        lines += _seeds_section(chosen)
+        lines += _test_section(chosen, runs)
         lines += ["## Training curves", ""]
-        for model, run in chosen.items():
-            curves_figure(model, run.scalars, run.steps_per_epoch()).savefig(staging / f"{model}.png", dpi=100)
-            lines += [f"![{model}]({model}.png)", ""]
+        for model, seeds in chosen.items():
+            curves = [(f"seed {r.seed}" if len(seeds) > 1 else "", r.scalars) for r in seeds]
+            figure = curves_figure(model, curves, seeds[0].steps_per_epoch())
+            figure.savefig(staging / f"{model}.png", dpi=100)
+            lines += [f"![{model}](figures/{model}.png)", ""]
         lines += _runs_section(chosen, runs)
-        (staging / "report.md").write_text("\n".join(lines))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        figures = target / "figures"
+        if figures.exists():
+            shutil.rmtree(figures)
+        os.replace(staging, figures)
+        atomic_write(target / "report.md", lambda f: f.write("\n".join(lines)), mode="w")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"wrote {target / 'report.md'} ({len(chosen)} models)")

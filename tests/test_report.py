@@ -58,8 +58,10 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
 
     test = json.loads((run / "test_results.json").read_text())
     row = _row(report, "Test accuracy", "model1")
-    assert row[1] == f"{100 * test['test/acc']:.2f}%" and row[2] == f"{test['test/loss']:.4f}"
-    assert _row(report, "Test accuracy", "model2")[1] == "not tested"
+    assert row[1] == "version_1 (of 3)"
+    assert row[2] == f"{100 * test['test/acc']:.2f}%" and row[3] == f"{test['test/loss']:.4f}"
+    assert _row(report, "Test accuracy", "model2")[2] == "not tested"
+    assert "## Across seeds" not in report  # one seed per model: no spread to report
 
     assert _row(report, "Hyperparameters", "model2") == [
         "model2",
@@ -69,24 +71,27 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
         "0.001",
         "SGD",
         "0.5",
+        "0",
     ]
     assert _row(report, "Hyperparameters", "model1")[4] == "0.01"  # the chosen run's own lr
     assert "| mean | red |" in report
 
     for name in ("model1.png", "model2.png", "samples.png"):
-        with Image.open(out / name) as image:
+        with Image.open(out / "figures" / name) as image:
             image.verify()
             assert image.format == "PNG" and image.width >= 600 and image.height >= 300, name
-    assert "![model1](model1.png)" in report and "![samples](samples.png)" in report
+    assert "![model1](figures/model1.png)" in report and "![samples](figures/samples.png)" in report
 
 
-def test_report_replaces_the_folder_whole(tiny_study, data_dir):
+def test_report_replaces_its_figures_whole_and_keeps_other_files(tiny_study, data_dir):
     out = tiny_study / "reports"
-    out.mkdir()
-    (out / "stale.png").write_bytes(b"old")
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "stale.png").write_bytes(b"old")
+    (out / "README.md").write_text("provenance")
     write_report(str(tiny_study / "lightning_logs"), str(out), str(data_dir), str(tiny_study / "configs"))
-    assert not (out / "stale.png").exists() and (out / "report.md").is_file()
-    assert [p.name for p in tiny_study.iterdir() if p.name.startswith(".reports")] == []
+    assert not (out / "figures" / "stale.png").exists() and (out / "report.md").is_file()
+    assert (out / "README.md").read_text() == "provenance"
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "figures", "report.md"]  # no temporary left
 
 
 def test_report_without_runs_says_so_and_fails(tmp_path, monkeypatch, capsys):
@@ -98,17 +103,15 @@ def test_report_without_runs_says_so_and_fails(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "reports").exists()
 
 
-def test_make_study_runs_fit_and_test_for_every_config_then_the_report():
+def test_make_study_runs_every_config_with_every_seed_then_the_report():
     root = Path(__file__).parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}  # as if run by hand
     dry = subprocess.run(
-        ["make", "--no-print-directory", "-n", "study", "EPOCHS=2", "PYTHON=python"],
+        ["make", "--no-print-directory", "-n", "study", "EPOCHS=2", "SEEDS=0 1 2", "PYTHON=python"],
         cwd=root, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    configs = sorted(p.name for p in (root / "configs").glob("*.yaml"))
-    for config in configs:
-        assert f"fit --config configs/{config} --trainer.max_epochs 2" in dry
-        assert f"test --config configs/{config}" in dry
+    configs = " ".join(f"configs/{p.name}" for p in sorted((root / "configs").glob("*.yaml")))
+    assert f"python -m cifar_lightning study --configs {configs} --seeds 0 1 2 --epochs 2" in dry
     assert dry.rstrip().endswith("python -m cifar_lightning report")
 
 

@@ -1,0 +1,102 @@
+"""A study of configs x seeds: stopped and restarted with the same command, and the report's spread over seeds."""
+
+import os
+import signal
+import statistics
+
+import pytest
+import torch
+from conftest import scalars
+from test_report import _row
+
+from cifar_lightning import cli
+from cifar_lightning.module import CIFARClassifier
+from cifar_lightning.report import STUDY, verdict, write_report
+from cifar_lightning.study import run_study
+
+STUDY_CONFIGS = ["configs/model1.yaml", "configs/model2.yaml"]
+
+
+@pytest.fixture
+def study(run_cli, tmp_path, data_dir, monkeypatch):
+    """Run ``study`` over two configs x two seeds in tmp_path on the generated data; records each command."""
+    commands = []
+    lightning = cli.main
+
+    def recording(args):
+        commands.append(args)
+        return lightning(args)
+
+    monkeypatch.setattr(cli, "main", recording)
+    quick = (
+        f"--data.data_dir={data_dir} --data.download=false --data.val_size=128 --trainer.enable_progress_bar=false "
+        "--trainer.enable_model_summary=false --trainer.limit_train_batches=4 --trainer.log_every_n_steps=2"
+    )
+
+    def run() -> int:
+        commands.clear()
+        return run_study(STUDY_CONFIGS, seeds=[0, 1], epochs=2, args=quick)
+
+    run.commands = commands
+    return run
+
+
+def _sigterm_at_step(step: int, model: str, seed: int, monkeypatch) -> None:
+    """Send this process SIGTERM once, after training step ``step`` of (model, seed), as a scheduler would."""
+    sent = []
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        CIFARClassifier_on_train_batch_end(self, outputs, batch, batch_idx)
+        here = (self.trainer.logger.name, self.trainer.datamodule.seed, self.global_step)
+        if here == (model, seed, step) and not sent:
+            sent.append(here)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    CIFARClassifier_on_train_batch_end = CIFARClassifier.on_train_batch_end
+    monkeypatch.setattr(CIFARClassifier, "on_train_batch_end", on_train_batch_end)
+
+
+def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkeypatch):
+    _sigterm_at_step(3, "model2", 1, monkeypatch)
+    assert study() == 130  # stopped in model2's seed-1 run, after three of its eight steps
+    logs = tmp_path / "lightning_logs"
+    interrupted = logs / "model2/version_1"
+    assert torch.load(interrupted / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 3
+    tested = sorted(str(p.relative_to(logs)) for p in logs.glob("*/version_*/test_results.json"))
+    assert tested == ["model1/version_0/test_results.json", "model1/version_1/test_results.json",
+                      "model2/version_0/test_results.json"]  # fmt: skip
+
+    assert study() == 0
+    # the finished runs were skipped; the interrupted one resumed in its own folder, then was tested
+    assert [args[0] for args in study.commands] == ["fit", "test"]
+    assert study.commands[0][-1] == "--ckpt_path=lightning_logs/model2/version_1/checkpoints/last.ckpt"
+    assert sorted(p.name for p in (logs / "model2").iterdir()) == ["version_0", "version_1"]
+    assert torch.load(interrupted / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 8
+    assert [s for s, _ in scalars(interrupted)["val/acc"]] == [3, 7]
+    assert (interrupted / "test_results.json").is_file()
+
+    assert study() == 0 and study.commands == []  # nothing left to do
+
+    out = write_report(str(logs), str(tmp_path / "reports"), None, str(tmp_path / "configs"))
+    report = (out / "report.md").read_text()
+    for model in ("model1", "model2"):
+        accs = [max(v for _, v in scalars(logs / model / f"version_{i}")["val/acc"]) for i in (0, 1)]
+        row = _row(report, "Across seeds", model)
+        assert row[1] == "2"
+        assert row[2] == f"{100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}%"
+        assert row[3] == f"{100 * min(accs):.2f}–{100 * max(accs):.2f}%"
+        assert row[7] == verdict(STUDY[model].best_val_acc, accs)
+    assert _row(report, "Best validation accuracy", "model1")[1] == "version_0 (seed 0)"
+    assert "| mean | red |" in report  # the data folder was read from the runs' config.yaml
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0.70, 0.72, 0.74], "inside the seeds' range"),
+        ([0.70, 0.71, 0.72], "above the range, 3.0 std from the mean"),
+        ([0.75, 0.75], "below every seed"),
+    ],
+)
+def test_verdict_places_the_study_against_the_seeds(values, expected):
+    assert verdict(0.74, values) == expected
