@@ -18,9 +18,10 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cifar_lightning.data import CLASSES
+from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import TEST_RESULTS, atomic_write, hyperparameters, run_of
 
-HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "test/acc")
+HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 
 
 def _tensorboards(trainer: L.Trainer) -> list[TensorBoardLogger]:
@@ -149,6 +150,8 @@ class TestResults(L.Callback):
         atomic_write(image, lambda f: f.write(png.getvalue()))
         for logger in _tensorboards(trainer):
             logger.experiment.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
+            if "test/acc" in metrics:
+                logger.log_metrics({"hparams/test_acc": metrics["test/acc"]}, step=trainer.global_step)
         print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
         print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
 
@@ -165,6 +168,10 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="epoch")
         self.output = Path(output)
         self._lines: list[str] = []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "predict" and trainer.world_size > 1:  # each rank would hold a share of the files
+            raise CifarError("predict runs on one device: set --trainer.devices 1 (and no strategy)")
 
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: Any, batch_indices: Any
@@ -187,6 +194,8 @@ class PredictionWriter(BasePredictionWriter):
         note = " (replaced the existing file)" if replaced else ""
         self._lines.append(f"wrote {len(rows)} predictions to {self.output.resolve()}{note}")
 
-    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for line in self._lines:
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """After every callback's ``on_predict_end``, so the lines come after the progress bar's last one."""
+        for line in self._lines if stage == "predict" else []:
             print(line)
+        self._lines = []

@@ -51,7 +51,8 @@ class OneLineErrors(LightningArgumentParser):
         if not self.exit_on_error:
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {message}\n(see: {parser.prog.replace(' [options]', '')} --help)\n")
+        subcommand = parser.prog.replace(" [options]", "").split()[1:]
+        sys.stderr.write(f"error: {message}\n(see: {' '.join(['python -m cifar_lightning', *subcommand])} --help)\n")
         self.exit(2)
 
 
@@ -241,8 +242,11 @@ def _name_overridden_values(config: Namespace, checkpoint: dict[str, Any], subco
     data = checkpoint.get("datamodule_hyper_parameters") or {}
     for key in ("mean", "std"):
         if key in data and tuple(config.data[key]) != tuple(data[key]):
-            print(f"warning: data.{key} {config.data[key]} replaced by the checkpoint's {data[key]}", file=sys.stderr)
-            config.data[key] = tuple(data[key])
+            theirs = tuple(data[key])
+            print(
+                f"warning: data.{key} {tuple(config.data[key])} replaced by the checkpoint's {theirs}", file=sys.stderr
+            )
+            config.data[key] = theirs
 
 
 def _seed_or_zero(seed: Any) -> int:

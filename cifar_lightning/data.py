@@ -260,7 +260,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             seed: seeds the training order and augmentation (the CLI links ``seed_everything`` here).
             flip_p: probability of a horizontal flip of each training image.
             translate: pixels of random pad-and-crop translation of training images (0 = off).
-            predict_path: an image file or a folder of them, for ``predict``.
+            predict_path: an image file or a folder of them (subfolders included), for ``predict``; relative to
+                the working folder.
         """
         super().__init__()
         self.save_hyperparameters(ignore=["predict_path"], logger=False)

@@ -23,6 +23,7 @@ def curves_figure(
         for i, (name, scalars) in enumerate(runs):
             train_colour, val_colour = (f"C{i}", f"C{i}") if several else ("tab:blue", "tab:orange")
             prefix = f"{name}: " if name else ""
+            ends = {s: i + 1 for i, (s, _) in enumerate(scalars.get("train/loss_epoch", []))}  # step -> epoch
             step_values = scalars.get(f"train/{metric}", [])
             if step_values and not several:
                 steps, values = zip(*step_values, strict=True)
@@ -32,9 +33,10 @@ def curves_figure(
                 (f"train/{metric}_epoch", "--" if several else "-s", "training (epoch mean)", train_colour),
                 (f"val/{metric}", "-" if several else "-o", "validation", val_colour),
             ):
-                values = [v for _, v in scalars.get(tag, [])]
-                if values:
-                    ax.plot(range(1, len(values) + 1), values, style, color=colour, ms=3, label=prefix + kind)
+                pairs = scalars.get(tag, [])
+                if pairs:
+                    epochs = [ends.get(s, (s + 1) / steps_per_epoch) for s, _ in pairs]
+                    ax.plot(epochs, [v for _, v in pairs], style, color=colour, ms=3, label=prefix + kind)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(f"{model}: {label}")

@@ -211,6 +211,8 @@ class CIFARClassifier(L.LightningModule):
             super().backward(loss, *args, **kwargs)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.trainer.precision == "16-mixed":  # the grad scaler skips overflowing steps (and lowers its scale)
+            return
         if not self._graphed:
             self._record_finite()
         if self._flag_is_cheap_to_read() or self._logs_this_step():
@@ -311,8 +313,8 @@ class CIFARClassifier(L.LightningModule):
     def _refuse_fresh_weights(self) -> None:
         if not self._has_weights:
             raise CifarError(
-                f"{self.trainer.state.fn} needs trained weights: pass ckpt_path (a checkpoint file, best or last), "
-                "load the module with CIFARClassifier.load_from_checkpoint, or fit it first"
+                f"{self.trainer.state.fn.value} needs trained weights: pass ckpt_path (a checkpoint file, best or "
+                "last), load the module with CIFARClassifier.load_from_checkpoint, or fit it first"
             )
 
     def on_validation_start(self) -> None:

@@ -114,7 +114,13 @@ class Run:
 
     @property
     def epochs_done(self) -> int:
-        return len(self.scalars.get("val/acc", []))
+        """Finished epochs: each logs its training means once (validation may run only every few epochs)."""
+        return len(self.scalars.get("train/loss_epoch", []) or self.scalars.get("val/acc", []))
+
+    def epoch_of(self, step: int) -> float:
+        """The epoch (from 1) that ended at ``step``."""
+        ends = [s for s, _ in self.scalars.get("train/loss_epoch", [])]
+        return ends.index(step) + 1 if step in ends else (step + 1) / self.steps_per_epoch()
 
     @property
     def complete(self) -> bool:
@@ -133,18 +139,18 @@ class Run:
 
     def best(self) -> tuple[float, float, int] | None:
         """(val/acc, val/loss at that epoch, epoch from 1): the first epoch reaching the best accuracy."""
-        accs = [v for _, v in self.scalars.get("val/acc", [])]
-        losses = [v for _, v in self.scalars.get("val/loss", [])]
-        if not accs:
+        val = self.scalars.get("val/acc", [])
+        losses = dict(self.scalars.get("val/loss", []))
+        if not val:
             return None
-        i = int(max(range(len(accs)), key=accs.__getitem__))
-        return accs[i], losses[i] if i < len(losses) else math.nan, i + 1
+        step, acc = max(val, key=lambda pair: (pair[1], -pair[0]))
+        return acc, losses.get(step, math.nan), int(self.epoch_of(step))
 
     def steps_per_epoch(self) -> int:
-        """From where the first epoch's validation was logged; else from the config (full data set)."""
-        val = self.scalars.get("val/acc", [])
-        if val:
-            return val[0][0] + 1
+        """From where the first epoch ended; else from the config (full data set)."""
+        ends = self.scalars.get("train/loss_epoch", []) or self.scalars.get("val/acc", [])
+        if ends:
+            return ends[0][0] + 1
         data = self.config.get("data") or {}
         return math.ceil((TRAIN_SIZE - data.get("val_size", 1000)) / data.get("batch_size", 128))
 

@@ -217,3 +217,167 @@ def test_the_progress_bar_redraws_every_few_batches_unless_the_config_says_other
     quick = [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
     assert run_cli(*FIT, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", *quick, *args, quick=False) == 0
     assert (bars[0].refresh_rate if bars[0] else None) == refresh
+
+
+@pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger"])
+def test_test_and_predict_use_the_trained_checkpoint_whatever_the_logger(run_cli, tmp_path, capsys, logger):
+    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
+    run = tmp_path / "lightning_logs/model1/version_0"
+    best = next((run / "checkpoints").glob("epoch=*"))
+    capsys.readouterr()
+    assert run_cli("test", "--config=configs/model1.yaml", f"--trainer.logger={logger}") == 0
+    assert f"test: using lightning_logs/model1/version_0/checkpoints/{best.name}" in capsys.readouterr().err
+    record = json.loads((run / "test_results.json").read_text())
+    assert record["checkpoint"].endswith(best.name)
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(tmp_path / "red.png")
+    args = ["predict", "--config=configs/model1.yaml", f"--trainer.logger={logger}", "--data.predict_path=red.png"]
+    assert run_cli(*args) == 0
+    assert "predict: using" in capsys.readouterr().err
+
+
+def test_without_any_trained_run_evaluation_is_an_error_with_any_logger(run_cli, tmp_path, capsys):
+    Image.new("RGB", (32, 32)).save(tmp_path / "black.png")
+    for command in ("test", "validate", "predict"):
+        args = [command, "--config=configs/model1.yaml", "--trainer.logger=false", "--data.predict_path=black.png"]
+        assert run_cli(*args) == 1
+        assert "no best checkpoint of model 'model1' with seed 0" in capsys.readouterr().err
+    assert not (tmp_path / "predictions.csv").exists()
+
+
+def test_trainer_test_from_python_refuses_fresh_weights(data_dir):
+    import lightning as L
+
+    from cifar_lightning.errors import CifarError
+
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    datamodule = CIFAR10DataModule(data_dir=str(data_dir), download=False, val_size=128)
+    with pytest.raises(CifarError, match="test needs trained weights"):
+        trainer.test(CIFARClassifier(), datamodule=datamodule)
+
+
+def test_trainer_fit_and_test_from_python_write_what_the_cli_writes(data_dir, tmp_path):
+    """The stage's artifacts come from callbacks, not from the CLI."""
+    import lightning as L
+
+    from cifar_lightning.callbacks import TensorBoardFigures, TestResults
+    from cifar_lightning.checkpoints import BestCheckpoint, LastCheckpoint
+
+    callbacks = [BestCheckpoint(monitor="val/acc", mode="max"), LastCheckpoint(), TestResults(), TensorBoardFigures()]
+    trainer = L.Trainer(
+        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=2, enable_progress_bar=False, callbacks=callbacks
+    )
+    datamodule = CIFAR10DataModule(data_dir=str(data_dir), download=False, val_size=128)
+    trainer.fit(CIFARClassifier(), datamodule=datamodule)
+    trainer.test(datamodule=datamodule, ckpt_path="best")
+    run = tmp_path / "lightning_logs/version_0"
+    assert (run / "checkpoints/last.ckpt").is_file()
+    record = json.loads((run / "test_results.json").read_text())
+    assert sum(map(sum, record["confusion"])) == 200 and (run / "confusion_matrix.png").is_file()
+
+
+def test_config_plugins_are_kept_beside_the_atomic_checkpoint_writer(tmp_path):
+    from cifar_lightning.checkpoints import AtomicCheckpointIO
+
+    args = ["--config", str(CONFIG_DIR / "model1.yaml"), "--trainer.plugins=DoublePrecision"]
+    cli = CifarCLI(CIFARClassifier, CIFAR10DataModule, args=args, run=False)
+    assert cli.trainer.precision == "64-true"
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_values_the_checkpoint_overrides_are_named(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--data.mean=[0.5,0.5,0.5]") == 0
+    capsys.readouterr()
+    assert run_cli(*FIT, "--ckpt_path=last", "--model.dropout=0.1") == 0
+    assert "model.dropout=0.1 ignored: the checkpoint was trained with 0.0" in capsys.readouterr().err
+    assert "dropout: 0.0" in (tmp_path / "lightning_logs/model1/version_0/config.yaml").read_text()
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    err = capsys.readouterr().err
+    assert "data.mean" in err and "replaced by the checkpoint's (0.5, 0.5, 0.5)" in err
+
+
+def test_channels_last_is_chosen_for_the_device_the_model_will_run_on(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    model = CIFARClassifier()
+    fake = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), state=SimpleNamespace(fn="x"))
+    monkeypatch.setattr(CIFARClassifier, "trainer", property(lambda self: fake))
+    model.configure_model()  # still on the CPU, as when Lightning calls it
+    assert model.channels_last is True
+
+
+def test_predict_refuses_several_devices():
+    from types import SimpleNamespace
+
+    from cifar_lightning.callbacks import PredictionWriter
+    from cifar_lightning.errors import CifarError
+
+    with pytest.raises(CifarError, match="predict runs on one device"):
+        PredictionWriter().setup(SimpleNamespace(world_size=2), None, "predict")
+
+
+def test_the_test_command_and_the_report_pick_the_same_run(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT) == 0  # complete
+    assert run_cli(*FIT, "--trainer.max_steps=3") == 0  # newer, stopped in its first epoch; give it a "best" file
+    (tmp_path / "lightning_logs/model1/version_1/checkpoints/epoch=009-val_acc=0.9999.ckpt").write_bytes(
+        (tmp_path / "lightning_logs/model1/version_1/checkpoints/last.ckpt").read_bytes()
+    )
+    capsys.readouterr()
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    err = capsys.readouterr().err
+    assert "lightning_logs/model1/version_0/checkpoints/epoch=" in err and "(newest complete run with seed 0)" in err
+
+
+def test_a_parse_error_is_one_line_and_a_hint(run_cli, capsys):
+    assert run_cli("fit", "--config=configs/model1.yaml", "--trainer.max_epochs=abc") == 2
+    err = capsys.readouterr().err
+    message = err[err.index("error: ") :].strip().splitlines()  # (pytest shows LightningCLI's args warning first)
+    assert 'Parser key "trainer.max_epochs"' in message[0] and "Given value: abc" in err and "usage:" not in err
+    assert len(message) < 12 and message[-1] == "(see: python -m cifar_lightning fit --help)"
+
+
+def test_the_package_help_lists_every_command_and_an_unknown_one_is_an_error(capsys):
+    from cifar_lightning.__main__ import main as package_main
+
+    assert package_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("fit", "validate", "test", "predict", "study", "report", "stats"):
+        assert f"\n  {command} " in out
+    assert package_main(["fitt"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: unknown command 'fitt'; commands: fit, validate, test, predict, study, report, stats"
+    )
+
+
+def test_one_sample_per_class_is_drawn(run_cli, tmp_path):
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--figures.samples_per_class=1") == 0
+    events = EventAccumulator(str(tmp_path / "lightning_logs/model1/version_0"))
+    events.Reload()
+    assert "samples/training_images" in events.Tags()["images"]
+
+
+def test_hparams_compare_runs_by_their_results(run_cli, tmp_path):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    assert run_cli(*FIT) == 0
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    run = tmp_path / "lightning_logs/model1/version_0"
+    events = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    events.Reload()
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert {k: v.number_value for k, v in start.hparams.items() if v.HasField("number_value")} == {
+        "epochs": 2, "batch size": 32, "momentum": 0.9, "learning rate": 0.001, "dropout": 0.0, "seed": 0
+    }  # fmt: skip
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert [m.name.tag for m in experiment.metric_infos] == [
+        "hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc"
+    ]  # fmt: skip
+    logged = scalars(run)
+    accs = logged["val/acc"]
+    assert logged["hparams/best_val_acc"][-1][1] == max(v for _, v in accs)
+    assert logged["hparams/test_acc"][-1][1] == pytest.approx(
+        json.loads((run / "test_results.json").read_text())["test/acc"]
+    )
+    assert "hp_metric" not in logged

@@ -54,7 +54,9 @@ def test_two_process_ddp_shares_out_training_and_validates_on_everything(tmp_pat
     run = runs / "version_0"
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
-    assert len(names) == 2 and names[1] == "last.ckpt" and names[0].startswith("epoch=000-val_acc=")
+    assert (
+        len(names) == 2 and names[1] == "last.ckpt" and names[0].startswith("epoch=001-val_acc=")
+    )  # epochs count from 1
     # an epoch is 8 steps of 32 images per rank, where one process would take 16
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
 

@@ -41,3 +41,22 @@ def test_a_constant_schedule_keeps_the_configured_learning_rate(run_cli, tmp_pat
     assert run_cli(*args) == 0
     lrs = [v for _, v in scalars(tmp_path / "lightning_logs/model1/version_0")["lr-SGD"]]
     assert lrs == pytest.approx([1e-3] * 6)
+
+
+@pytest.mark.parametrize(("precision", "stops"), [("32-true", True), ("16-mixed", False)])
+def test_an_overflowing_fp16_step_is_left_to_the_grad_scaler(monkeypatch, precision, stops):
+    from types import SimpleNamespace
+
+    from cifar_lightning.module import NonFiniteLossError
+
+    model = CIFARClassifier()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    fake = SimpleNamespace(precision=precision, optimizers=[optimizer], log_every_n_steps=0)
+    monkeypatch.setattr(CIFARClassifier, "trainer", property(lambda self: fake))
+    for p in model.parameters():
+        p.grad = torch.full_like(p, math.inf)
+    if stops:
+        with pytest.raises(NonFiniteLossError, match="not finite at step 0"):
+            model.on_before_optimizer_step(optimizer)
+    else:
+        model.on_before_optimizer_step(optimizer)

@@ -123,3 +123,14 @@ def test_a_damaged_run_file_is_named(tiny_study, data_dir, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "cannot read lightning_logs/model2/version_0/config.yaml" in err and "move its run folder away" in err
     assert not (tiny_study / "reports").exists()
+
+
+def test_epochs_are_counted_from_the_run_when_validation_skips_epochs(run_cli, tmp_path, data_dir):
+    args = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=4", "--trainer.limit_train_batches=3"]
+    assert run_cli(*args, "--trainer.check_val_every_n_epoch=2") == 0
+    out = write_report(str(tmp_path / "lightning_logs"), str(tmp_path / "reports"), str(data_dir), "configs")
+    row = _row((out / "report.md").read_text(), "Best validation accuracy", "model1")
+    accs = scalars(tmp_path / "lightning_logs/model1/version_0")["val/acc"]
+    assert [s for s, _ in accs] == [5, 11]  # validated after epochs 2 and 4
+    assert row[2] == "capped at 4 of 20 epochs"  # finished: not "interrupted after 2 of 4"
+    assert row[9] == str(2 * (1 + max(range(2), key=lambda i: (accs[i][1], -i))))

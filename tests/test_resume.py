@@ -69,14 +69,40 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, da
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_resumable_checkpoint_and_says_how_to_resume(tmp_path, data_dir):
-    run = _fit(tmp_path, data_dir, "--trainer.max_epochs=50")
-    last = tmp_path / "lightning_logs/model2/version_0/checkpoints/last.ckpt"
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_a_signal_stops_after_the_batch_saves_and_the_resume_matches(tmp_path, data_dir, sig):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    whole = _fit(tmp_path / "a", data_dir)
+    assert whole.wait(timeout=300) == 0, whole.stdout.read()
+
+    run = _fit(tmp_path / "b", data_dir)
+    last = tmp_path / "b/lightning_logs/model2/version_0/checkpoints/last.ckpt"
     while not last.exists() and run.poll() is None:
         time.sleep(0.01)
-    run.send_signal(signal.SIGTERM)
+    run.send_signal(sig)
     out = run.communicate(timeout=120)[0]
-    assert run.returncode != 0
+    assert run.returncode == 130, out
+    assert "Traceback" not in out
     assert "resume with: python -m cifar_lightning fit" in out and "--ckpt_path last" in out
     state = torch.load(last, weights_only=True)
-    assert state["global_step"] > 0 and "rng_states" in state
+    assert 0 < state["global_step"] < 16 * 4 and "rng_states" in state
+
+    resumed = _fit(tmp_path / "b", data_dir, "--ckpt_path=last")
+    assert resumed.wait(timeout=300) == 0, resumed.stdout.read()
+    a, _ = _final_state(tmp_path / "a/lightning_logs/model2/version_0")
+    b, _ = _final_state(tmp_path / "b/lightning_logs/model2/version_0")
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+
+
+@pytest.mark.slow
+def test_four_fits_started_together_get_four_run_folders(tmp_path, data_dir):
+    runs = [_fit(tmp_path, data_dir, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2") for _ in range(4)]
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stdout.read()
+    folders = sorted((tmp_path / "lightning_logs/model2").iterdir())
+    assert [f.name for f in folders] == [f"version_{i}" for i in range(4)]
+    for folder in folders:
+        assert len(list(folder.glob("events.out.tfevents.*"))) == 1, folder
+        assert (folder / "config.yaml").is_file() and (folder / "checkpoints/last.ckpt").is_file()
+        assert torch.load(folder / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 2
