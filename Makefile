@@ -7,7 +7,7 @@ SEEDS ?= 0
 STUDY_CONFIGS ?= $(sort $(wildcard configs/*.yaml))
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format fit evaluate study report bench tensorboard clean
+.PHONY: help install test lint format try fit evaluate study report bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,6 +31,12 @@ lint: install  ## ruff check and format check
 format: install  ## apply ruff's fixes and formatting
 	.venv/bin/ruff check --fix .
 	.venv/bin/ruff format .
+
+try: install  ## the whole loop in a few minutes on a laptop CPU: model1 for 3 short epochs, its test, the report
+	$(PYTHON) -m cifar_lightning fit --config configs/model1.yaml --trainer.max_epochs 3 --trainer.limit_train_batches 400 --trainer.logger.init_args.name try $(ARGS)
+	$(PYTHON) -m cifar_lightning test --config configs/model1.yaml --trainer.logger.init_args.name try $(ARGS)
+	$(PYTHON) -m cifar_lightning report
+	@echo "dashboards: make tensorboard, then open http://localhost:6006"
 
 fit: install  ## train MODEL (default model7b), e.g. make fit MODEL=model4 ARGS='--trainer.max_epochs 5'
 	$(PYTHON) -m cifar_lightning fit --config configs/$(MODEL).yaml $(ARGS)

@@ -12,6 +12,7 @@ TOOLS = {
     "study": "fit and test every config with every seed, continuing where a stopped study left off",
     "report": "the study's tables and figures from the runs on disk (reports/)",
     "stats": "per-channel mean and std of the training split",
+    "data": "build data/cifar10.npz from the official cifar-10-python.tar.gz, offline (--archive FILE)",
 }
 
 
@@ -29,6 +30,8 @@ def tool(command: str, args: list[str]) -> int:
 
     if command == "stats":
         from cifar_lightning.data import print_stats as function
+    elif command == "data":
+        from cifar_lightning.data import from_archive as function
     elif command == "study":
         from cifar_lightning.study import run_study as function
     else:

@@ -6,8 +6,11 @@ logger), a new fit reserves its own run folder, values that parse but make no se
 anything is written, values the checkpoint overrides are named, and errors are one line.
 """
 
+import logging
 import math
+import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,21 @@ def run_location(config: Namespace) -> tuple[str, str]:
     return DEFAULT_SAVE_DIR, Path(str(files[-1])).stem if files else "default"
 
 
+def _check_working_folder(config: Namespace) -> None:
+    """Relative paths resolve from the working folder: a study config run from elsewhere would create an empty
+    ``data/`` and download there, and write its runs there too. Say so instead."""
+    data_dir = Path(config.data.data_dir)
+    files = [Path(str(f)).resolve() for f in config.get("config") or []]
+    roots = {f.parent.parent for f in files if f.parent.name == "configs"}
+    if data_dir.is_absolute() or data_dir.exists() or not roots or Path.cwd().resolve() in roots:
+        return
+    root = sorted(roots)[0]
+    raise CifarError(
+        f"data.data_dir {data_dir} is relative to the working folder {Path.cwd()}, where it does not exist; "
+        f"commands assume the repository root: cd {root} (or pass an absolute --data.data_dir)"
+    )
+
+
 def _seed(config: Namespace) -> int | None:
     seed = config.get("seed_everything")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
@@ -153,6 +171,7 @@ class CifarCLI(LightningCLI):
             parser.error(problem)
         if not subcommand:
             return
+        _check_working_folder(config)
         self._resolve_checkpoint(subcommand, config)
         if config.ckpt_path:
             _name_overridden_values(config, load_checkpoint(config.ckpt_path), subcommand)
@@ -202,7 +221,7 @@ class CifarCLI(LightningCLI):
         logger = config.trainer.logger
         args = logger.get("init_args") if isinstance(logger, Namespace) else None
         if args is not None and "version" in args and args.get("save_dir") and args.get("name"):
-            args.version = run.name
+            args.version = int(run.name.removeprefix("version_"))
         else:  # no run folders of its own: the Trainer's root is the run, checkpoints go under it
             config.trainer.default_root_dir = str(run)
         config.checkpoint.dirpath = str(run / "checkpoints")
@@ -273,10 +292,28 @@ def _broken_config_file(argv: list[str]) -> str | None:
     return None
 
 
+# Lightning's messages that are not the user's to act on (lightning 2.6.6): an advertisement, a deprecation
+# inside Lightning, a default this package sets on every load, and a resume writing into its own run folder.
+NOISE = ("Tip: For seamless cloud logging", "treespec", "`weights_only` was not set", "exists and is not empty")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in record.getMessage() for text in NOISE)
+
+
+def quiet() -> None:
+    for text in NOISE:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
+        logging.getLogger(name).addFilter(_DropNoise())
+
+
 def main(args: list[str] | None = None) -> int:
     """Entry point of the Lightning subcommands; returns the exit status."""
     import shlex
 
+    quiet()
     argv = sys.argv[1:] if args is None else args
     if problem := _broken_config_file(argv):
         print(f"error: {problem}", file=sys.stderr)

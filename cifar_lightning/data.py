@@ -21,6 +21,7 @@ import torch
 from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt, PositiveInt, restricted_number_type
 from torch import Tensor
 from torchvision.datasets import CIFAR10
+from torchvision.datasets.utils import check_integrity
 
 from cifar_lightning import augment
 from cifar_lightning.errors import CifarError
@@ -38,7 +39,10 @@ ValSize = restricted_number_type("ValSize", int, [(">=", 1), ("<=", TRAIN_SIZE -
 def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     """Read and check a ``cifar10.npz``; never unpickles. Any problem is one CifarError naming the file."""
     path = Path(path)
-    fix = f"delete {path} and rebuild it (see the README), or set data.download=true to fetch CIFAR-10"
+    fix = (
+        f"delete {path} and make it again: the next run with data.download=true fetches CIFAR-10, or build it "
+        "offline with python -m cifar_lightning data --archive cifar-10-python.tar.gz"
+    )
     try:
         with np.load(path, allow_pickle=False) as npz:
             missing = {"x_train", "y_train", "x_test", "y_test"} - set(npz.files)
@@ -78,17 +82,25 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10) -> Path:
+def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10, archive: Path | None = None) -> Path:
     """Fetch the official archive through torchvision (which checks its MD5s) and keep it as ``cifar10.npz``.
 
+    ``archive``: an official ``cifar-10-python.tar.gz`` already on disk (air-gapped machines); its MD5 is
+    checked before torchvision extracts it, so only the verified official batches are ever unpickled.
     ``dataset`` names the torchvision class, whose ``url`` and checksums tests replace to serve a
     small archive from a local server. The archive and its extracted files live in a scratch
     folder that is removed whatever happens, so a failed download leaves nothing behind.
     """
     data_dir = Path(data_dir)
+    if archive is not None and not check_integrity(str(archive), dataset.tgz_md5):
+        problem = "does not exist" if not Path(archive).is_file() else "is not the official archive (MD5 mismatch)"
+        raise CifarError(f"{archive} {problem}: pass the cifar-10-python.tar.gz of the CIFAR-10 site")
+    created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=data_dir, prefix=".download-"))
     try:
+        if archive is not None:
+            shutil.copyfile(archive, scratch / dataset.filename)
         splits = {split: dataset(str(scratch), train=split == "train", download=True) for split in ("train", "test")}
         arrays = {}
         for split, ds in splits.items():
@@ -107,6 +119,19 @@ def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10) -> 
         raise CifarError(f"the CIFAR-10 archive from {dataset.url} failed its checksum ({err}); try again") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if created and not any(data_dir.iterdir()):
+            data_dir.rmdir()  # a failed first download leaves no empty data folder behind
+
+
+def from_archive(archive: str, data_dir: str = "data") -> None:
+    """Build ``cifar10.npz`` from the official ``cifar-10-python.tar.gz`` (``python -m cifar_lightning data``).
+
+    Args:
+        archive: the official archive, as downloaded from the CIFAR-10 site (its MD5 is checked).
+        data_dir: where to write ``cifar10.npz``, relative to the working folder.
+    """
+    target = download_cifar10(data_dir, archive=Path(archive))
+    print(f"wrote {target.resolve()}: 50,000 training and 10,000 test images")
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
@@ -348,7 +373,17 @@ class CIFAR10DataModule(L.LightningDataModule):
 
 
 def print_stats(data_dir: str = "data", val_size: int = 1000) -> None:
-    """Print the per-channel mean and std of the training split (``python -m cifar_lightning stats``)."""
+    """Print the per-channel mean and std of the training split (``python -m cifar_lightning stats``).
+
+    Args:
+        data_dir: the folder holding ``cifar10.npz``.
+        val_size: validation images at the end of the training images (left out of the statistics).
+    """
+    if not (Path(data_dir) / NPZ_NAME).is_file():
+        raise CifarError(
+            f"no {Path(data_dir) / NPZ_NAME}: pass --data_dir with the folder that holds it (fit downloads it "
+            "there; python -m cifar_lightning data --archive FILE builds it offline)"
+        )
     arrays = load_npz(Path(data_dir) / NPZ_NAME)
     images = torch.from_numpy(arrays["x_train"][: len(arrays["x_train"]) - val_size]).permute(0, 3, 1, 2)
     mean, std = channel_stats(images)

@@ -381,3 +381,16 @@ def test_hparams_compare_runs_by_their_results(run_cli, tmp_path):
         json.loads((run / "test_results.json").read_text())["test/acc"]
     )
     assert "hp_metric" not in logged
+
+
+def test_running_from_another_folder_says_where_to_run_instead_of_downloading(tmp_path, monkeypatch, capsys):
+    from cifar_lightning.cli import main
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["fit", f"--config={CONFIG_DIR / 'model1.yaml'}"]) == 1
+    err = capsys.readouterr().err
+    assert f"data.data_dir data is relative to the working folder {elsewhere}" in err
+    assert f"cd {CONFIG_DIR.parent}" in err
+    assert list(elsewhere.iterdir()) == []  # no data/, no lightning_logs/

@@ -241,11 +241,40 @@ def test_bad_archive_is_rejected_and_leaves_nothing(tmp_path, cifar_server, dama
     dataset = _dataset_class(f"{base}/cifar-10-python.tar.gz", archive, md5s)
     with pytest.raises(CifarError, match="failed its checksum"):
         download_cifar10(tmp_path / "data", dataset)
-    assert list((tmp_path / "data").iterdir()) == []
+    assert not (tmp_path / "data").exists()  # not even an empty folder
 
 
 def test_no_network_says_how_to_run_offline(tmp_path):
     dataset = type("Unreachable", (CIFAR10,), {"url": "http://127.0.0.1:9/cifar-10-python.tar.gz"})
     with pytest.raises(CifarError, match="To run offline, put a cifar10.npz"):
         download_cifar10(tmp_path / "data", dataset)
-    assert list((tmp_path / "data").iterdir()) == []
+    assert not (tmp_path / "data").exists()  # not even an empty folder
+
+
+def test_the_official_archive_on_disk_becomes_the_npz_offline(tmp_path, monkeypatch):
+    arrays = make_arrays(50, 10)
+    archive, md5s = _cifar_archive(arrays)
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(archive)
+    offline = type("Offline", (_dataset_class("http://127.0.0.1:9/unreachable", archive, md5s),), {})
+    target = download_cifar10(tmp_path / "data", offline, archive=tmp_path / "cifar-10-python.tar.gz")
+    np.testing.assert_array_equal(load_npz(target)["x_train"], arrays["x_train"])
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar10.npz"]
+
+
+def test_an_archive_that_is_not_the_official_one_is_refused_before_unpickling(tmp_path, monkeypatch):
+    archive, md5s = _cifar_archive(make_arrays(50, 10))
+    (tmp_path / "other.tar.gz").write_bytes(archive + b"tampered")
+    dataset = _dataset_class("http://127.0.0.1:9/unreachable", archive, md5s)
+    monkeypatch.setattr(pickle, "load", lambda *a, **k: pytest.fail("unpickled an unverified archive"))
+    with pytest.raises(CifarError, match="other.tar.gz is not the official archive"):
+        download_cifar10(tmp_path / "data", dataset, archive=tmp_path / "other.tar.gz")
+    assert not (tmp_path / "data").exists()
+
+
+def test_stats_without_the_file_gives_advice_it_can_take(tmp_path, capsys, monkeypatch):
+    from cifar_lightning.__main__ import main as package_main
+
+    monkeypatch.chdir(tmp_path)
+    assert package_main(["stats", "--data_dir=nowhere"]) == 1
+    err = capsys.readouterr().err
+    assert "no nowhere/cifar10.npz: pass --data_dir" in err and "data.download" not in err
