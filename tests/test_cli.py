@@ -342,11 +342,11 @@ def test_the_package_help_lists_every_command_and_an_unknown_one_is_an_error(cap
 
     assert package_main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "study", "report", "stats"):
+    for command in ("fit", "validate", "test", "predict", "study", "report", "stats", "data"):
         assert f"\n  {command} " in out
     assert package_main(["fitt"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "error: unknown command 'fitt'; commands: fit, validate, test, predict, study, report, stats"
+        "error: unknown command 'fitt'; commands: fit, validate, test, predict, study, report, stats, data"
     )
 
 
