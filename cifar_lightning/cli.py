@@ -6,11 +6,7 @@ logger), a new fit reserves its own run folder, values that parse but make no se
 anything is written, values the checkpoint overrides are named, and errors are one line.
 """
 
-import logging
-import math
-import re
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +22,13 @@ from cifar_lightning.checkpoints import (
     BestCheckpoint,
     LastCheckpoint,
     load_checkpoint,
+)
+from cifar_lightning.config_checks import (
+    broken_config_file,
+    check_working_folder,
+    name_overridden_values,
+    quiet,
+    validate_config,
 )
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
@@ -67,32 +70,6 @@ class SaveRunConfig(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-def _numbers(value: Any, key: str = "") -> list[tuple[str, float]]:
-    """Every float in a parsed config, with its dotted key."""
-    if isinstance(value, dict | Namespace):
-        items = value.items() if isinstance(value, dict) else vars(value).items()
-        return [pair for k, v in items for pair in _numbers(v, f"{key}.{k}" if key else k)]
-    if isinstance(value, list | tuple):
-        return [pair for i, v in enumerate(value) for pair in _numbers(v, f"{key}[{i}]")]
-    return [(key, value)] if isinstance(value, float) else []
-
-
-def validate_config(config: Namespace) -> str | None:
-    """What a parser type cannot say: finite numbers, and the optimizer's lr and momentum in range."""
-    for key, value in _numbers(config):
-        if not math.isfinite(value):
-            return f'Parser key "{key}": {value} is not a finite number'
-    optimizer = config.model.get("optimizer")
-    if optimizer is not None:
-        args = optimizer.init_args
-        lr, momentum = args.get("lr"), args.get("momentum")
-        if isinstance(lr, int | float) and lr <= 0:
-            return f'Parser key "model.optimizer.init_args.lr": {lr} must be greater than 0'
-        if isinstance(momentum, int | float) and not 0 <= momentum < 1:
-            return f'Parser key "model.optimizer.init_args.momentum": {momentum} must be in [0, 1)'
-    return None
-
-
 def run_location(config: Namespace) -> tuple[str, str]:
     """(save_dir, model name) of this config's run folders: the logger's, or for a logger without them
     (``--trainer.logger false``, W&B, ...) ``lightning_logs`` and the config file's name."""
@@ -102,21 +79,6 @@ def run_location(config: Namespace) -> tuple[str, str]:
         return str(args.save_dir), str(args.name)
     files = config.get("config") or []
     return DEFAULT_SAVE_DIR, Path(str(files[-1])).stem if files else "default"
-
-
-def _check_working_folder(config: Namespace) -> None:
-    """Relative paths resolve from the working folder: a study config run from elsewhere would create an empty
-    ``data/`` and download there, and write its runs there too. Say so instead."""
-    data_dir = Path(config.data.data_dir)
-    files = [Path(str(f)).resolve() for f in config.get("config") or []]
-    roots = {f.parent.parent for f in files if f.parent.name == "configs"}
-    if data_dir.is_absolute() or data_dir.exists() or not roots or Path.cwd().resolve() in roots:
-        return
-    root = sorted(roots)[0]
-    raise CifarError(
-        f"data.data_dir {data_dir} is relative to the working folder {Path.cwd()}, where it does not exist; "
-        f"commands assume the repository root: cd {root} (or pass an absolute --data.data_dir)"
-    )
 
 
 def _seed(config: Namespace) -> int | None:
@@ -171,10 +133,10 @@ class CifarCLI(LightningCLI):
             parser.error(problem)
         if not subcommand:
             return
-        _check_working_folder(config)
+        check_working_folder(config)
         self._resolve_checkpoint(subcommand, config)
         if config.ckpt_path:
-            _name_overridden_values(config, load_checkpoint(config.ckpt_path), subcommand)
+            name_overridden_values(config, load_checkpoint(config.ckpt_path), subcommand)
 
     def _resolve_checkpoint(self, subcommand: str, config: Namespace) -> None:
         """``best``/``last`` (``test``, ``validate`` and ``predict`` default to ``best``) become a checkpoint of this
@@ -248,65 +210,8 @@ class CifarCLI(LightningCLI):
             raise cuda_graph_error(blocker)
 
 
-def _name_overridden_values(config: Namespace, checkpoint: dict[str, Any], subcommand: str) -> None:
-    """The checkpoint's model values replace the command line's (they define its network); its normalization
-    replaces the data's for evaluation. Say so where they differ, instead of silently."""
-    theirs = checkpoint.get("hyper_parameters") or {}
-    for key, value in theirs.items():
-        given = config.model.get(key)
-        if key in config.model and given != value:
-            print(f"warning: model.{key}={given} ignored: the checkpoint was trained with {value}", file=sys.stderr)
-    if subcommand == "fit":
-        return
-    data = checkpoint.get("datamodule_hyper_parameters") or {}
-    for key in ("mean", "std"):
-        if key in data and tuple(config.data[key]) != tuple(data[key]):
-            theirs = tuple(data[key])
-            print(
-                f"warning: data.{key} {tuple(config.data[key])} replaced by the checkpoint's {theirs}", file=sys.stderr
-            )
-            config.data[key] = theirs
-
-
 def _seed_or_zero(seed: Any) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
-
-
-def _broken_config_file(argv: list[str]) -> str | None:
-    """A ``--config`` file that is not valid YAML, named with the line of the problem (jsonargparse's own
-    message names neither)."""
-    import yaml
-
-    for i, arg in enumerate(argv):
-        value = arg.removeprefix("--config=") if arg.startswith("--config=") else None
-        if arg == "--config" and i + 1 < len(argv):
-            value = argv[i + 1]
-        if value is None or not Path(value).is_file():
-            continue
-        try:
-            yaml.safe_load(Path(value).read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where is not None else ""
-            return f"config file {value} is not valid YAML{line}: {getattr(err, 'problem', None) or err}"
-    return None
-
-
-# Lightning's messages that are not the user's to act on (lightning 2.6.6): an advertisement, a deprecation
-# inside Lightning, a default this package sets on every load, and a resume writing into its own run folder.
-NOISE = ("Tip: For seamless cloud logging", "treespec", "`weights_only` was not set", "exists and is not empty")
-
-
-class _DropNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in record.getMessage() for text in NOISE)
-
-
-def quiet() -> None:
-    for text in NOISE:
-        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.trainer.connectors.checkpoint_connector"):
-        logging.getLogger(name).addFilter(_DropNoise())
 
 
 def main(args: list[str] | None = None) -> int:
@@ -315,7 +220,7 @@ def main(args: list[str] | None = None) -> int:
 
     quiet()
     argv = sys.argv[1:] if args is None else args
-    if problem := _broken_config_file(argv):
+    if problem := broken_config_file(argv):
         print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
