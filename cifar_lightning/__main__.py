@@ -12,6 +12,7 @@ TOOLS = {
     "study": "fit and test every config with every seed, continuing where a stopped study left off",
     "report": "the study's tables and figures from the runs on disk (reports/)",
     "stats": "per-channel mean and std of the training split",
+    "export": "a checkpoint as an ONNX model with its normalization inside, checked against onnxruntime",
     "data": "build data/cifar10.npz from the official cifar-10-python.tar.gz, offline (--archive FILE)",
 }
 
@@ -24,7 +25,9 @@ def usage() -> str:
 
 
 def tool(command: str, args: list[str]) -> int:
-    from jsonargparse import CLI
+    """The package's own commands: a function's typed arguments are its options (``--config`` included,
+    which jsonargparse's ``CLI`` would take for a file of options)."""
+    from jsonargparse import ArgumentParser
 
     from cifar_lightning.errors import CifarError
 
@@ -32,16 +35,20 @@ def tool(command: str, args: list[str]) -> int:
         from cifar_lightning.data import print_stats as function
     elif command == "data":
         from cifar_lightning.data import from_archive as function
+    elif command == "export":
+        from cifar_lightning.export import export as function
     elif command == "study":
         from cifar_lightning.study import run_study as function
     else:
         from cifar_lightning.report import write_report as function
+    parser = ArgumentParser(prog=f"python -m cifar_lightning {command}", description=function.__doc__.split("\n")[0])
+    parser.add_function_arguments(function, as_positional=False)
     try:
-        result = CLI(function, args=args)
+        result = function(**parser.parse_args(args).as_dict())
     except CifarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    return result if isinstance(result, int) else 0
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -214,7 +214,7 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
     if not rows:
         return []
     header = ["model", "seeds", "best val acc (mean ± std)", "min–max", "epoch of best", "val loss there"]
-    header += ["study", "study's value", "test acc of each best checkpoint", "study test"]
+    header += ["study", "where the study's value lies", "test acc of each best checkpoint", "study test"]
     return [
         "## Across seeds",
         "",
@@ -262,6 +262,36 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
             f"test accuracy: **{test}**. The study's: model4 (85.9%), test accuracy 83.01%.",
         ]
     return [*lines, ""]
+
+
+def estimate_hours(model: StudyModel, measured: list[Run]) -> tuple[float, Run] | None:
+    """Hours for ``model``'s epochs at the per-image speed of the measured run whose batch size is closest."""
+    timed = [r for r in measured if r.epoch_seconds and (r.config.get("data") or {}).get("batch_size")]
+    if not timed:
+        return None
+    run = min(timed, key=lambda r: abs(math.log(r.config["data"]["batch_size"] / model.batch_size)))
+    return model.epochs * run.epoch_seconds / 3600, run
+
+
+def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
+    missing = [m for m in STUDY if m not in chosen]
+    if not missing:
+        return []
+    measured = [r for seeds in chosen.values() for r in seeds if r.complete]
+    rows = []
+    for model in missing:
+        estimate = estimate_hours(STUDY[model], measured)
+        basis = f"{estimate[0]:.1f} h at the epoch time of {estimate[1].path}" if estimate else "no timed run"
+        rows.append([model, STUDY[model].epochs, STUDY[model].batch_size, basis])
+    return [
+        "## Not run yet",
+        "",
+        "The study's models without a run here, with the time they would take on the hardware of the runs above",
+        "(each estimate uses the median epoch time of the measured run with the closest batch size).",
+        "",
+        *_table(["model", "epochs", "batch size", "estimated time"], rows),
+        "",
+    ]
 
 
 def _runs_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
@@ -325,6 +355,7 @@ def write_report(
             figure = curves_figure(model, curves, seeds[0].steps_per_epoch())
             figure.savefig(staging / f"{model}.png", dpi=100)
             lines += [f"![{model}](figures/{model}.png)", ""]
+        lines += _not_run_section(chosen)
         lines += _runs_section(chosen, runs)
         figures = target / "figures"
         if figures.exists():

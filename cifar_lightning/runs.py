@@ -103,6 +103,7 @@ class Run:
     scalars: dict[str, list[tuple[int, float]]]
     test: dict[str, Any] | None
     configured_epochs: int | None  # max_epochs of configs/<model>.yaml, to tell a capped run
+    epoch_seconds: float | None = None  # median wall time between epoch ends (robust to a resume's gap)
 
     @property
     def max_epochs(self) -> int | None:
@@ -174,7 +175,22 @@ def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
         scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
     configured = read_file(configs_dir / f"{model}.yaml", yaml.safe_load) if configs_dir else None
     configured_epochs = ((configured or {}).get("trainer") or {}).get("max_epochs")
-    return Run(model, path, config, scalars, read_file(path / TEST_RESULTS, json.loads), configured_epochs)
+    ends = sorted({e.step: e.wall_time for e in events.Scalars("train/loss_epoch")}.values()) if epoch_ends else []
+    gaps = sorted(b - a for a, b in zip(ends, ends[1:], strict=False))
+    epoch_seconds = gaps[len(gaps) // 2] if gaps else None
+    test = read_file(path / TEST_RESULTS, json.loads)
+    return Run(model, path, config, scalars, test, configured_epochs, epoch_seconds)
+
+
+def config_location(config: Path) -> tuple[str, str, int | None]:
+    """(save_dir, model name, max_epochs) of a config file, as fit will use them."""
+    parsed = read_file(config, yaml.safe_load)
+    if parsed is None:
+        raise CifarError(f"config {config} does not exist: pass a file from configs/")
+    trainer = parsed.get("trainer") or {}
+    logger = trainer.get("logger")
+    args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
+    return args.get("save_dir", "lightning_logs"), args.get("name", config.stem), trainer.get("max_epochs")
 
 
 def model_runs(save_dir: str | Path, name: str, configs_dir: Path | None = None, seed: int | None = None) -> list[Run]:

@@ -12,25 +12,12 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
-
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import LAST, Run, best_in, model_runs, read_file
-
-
-def _location(config: Path) -> tuple[str, str, int | None]:
-    """(save_dir, model name, max_epochs) of a config file, as fit will use them."""
-    parsed = read_file(config, yaml.safe_load)
-    if parsed is None:
-        raise CifarError(f"config {config} does not exist: pass files from configs/")
-    trainer = parsed.get("trainer") or {}
-    logger = trainer.get("logger")
-    args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
-    return args.get("save_dir", "lightning_logs"), args.get("name", config.stem), trainer.get("max_epochs")
+from cifar_lightning.runs import LAST, Run, best_in, config_location, model_runs
 
 
 def _matching(config: Path, seed: int, epochs: int | None) -> list[Run]:
-    save_dir, name, _ = _location(config)
+    save_dir, name, _ = config_location(config)
     return [r for r in model_runs(save_dir, name, seed=seed) if r.max_epochs == epochs]
 
 
@@ -66,7 +53,7 @@ def run_study(
     extra = shlex.split(args)
     for config in files:
         for seed in seeds or [0]:
-            epochs_here = epochs or _location(config)[2]
+            epochs_here = epochs or config_location(config)[2]
             common = [f"--config={config}", f"--seed_everything={seed}", *extra]
             if epochs:
                 common.append(f"--trainer.max_epochs={epochs}")

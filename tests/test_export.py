@@ -1,0 +1,62 @@
+"""ONNX export: raw pixels in, probabilities out, checked against the checkpoint before the file exists."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import FIT
+
+onnx = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'")
+onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra: pip install -e '.[export]'")
+
+from cifar_lightning.__main__ import main as package_main  # noqa: E402
+
+
+@pytest.fixture
+def trained(run_cli, tmp_path):
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--data.mean=[0.4,0.5,0.6]") == 0
+    return tmp_path
+
+
+def test_export_takes_pixels_gives_probabilities_and_matches_the_checkpoint(trained, data_dir, capsys):
+    args = ["export", "--config=configs/model1.yaml", "--output=model1.onnx", f"--data_dir={data_dir}"]
+    assert package_main(args) == 0
+    out = capsys.readouterr().out
+    assert "check on 128 validation images: largest probability difference" in out
+    model = onnx.load(trained / "model1.onnx")
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(meta["classes"])[0] == "airplane" and "model1" in meta["config"] and float(meta["val_acc"]) >= 0
+    session = onnxruntime.InferenceSession(str(trained / "model1.onnx"), providers=["CPUExecutionProvider"])
+    arrays = np.load(data_dir / "cifar10.npz")
+    for n in (1, 5, 33):  # any batch size
+        probs = session.run(None, {"images": arrays["x_test"][:n]})[0]
+        assert probs.shape == (n, 10) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert not list(trained.glob(".model1.onnx.*"))
+
+
+def test_the_normalization_travels_with_the_model(trained, data_dir):
+    """The checkpoint was trained with mean (0.4, 0.5, 0.6): the export must use it, not the study's."""
+    import torch
+
+    from cifar_lightning.export import load_classifier
+
+    ckpt = next((trained / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    model, _ = load_classifier(ckpt)
+    assert model.mean.flatten().tolist() == pytest.approx([0.4, 0.5, 0.6])
+    assert model(torch.zeros(2, 32, 32, 3, dtype=torch.uint8)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("problem", ["corrupt", "unwritable"])
+def test_a_bad_checkpoint_or_output_is_one_error_and_no_file(trained, data_dir, capsys, problem):
+    args = ["export", "--config=configs/model1.yaml", f"--data_dir={data_dir}"]
+    if problem == "corrupt":
+        (trained / "bad.ckpt").write_bytes(b"not a checkpoint")
+        args += ["--ckpt_path=bad.ckpt", "--output=out.onnx"]
+    else:
+        args += ["--output=missing/folder/out.onnx"]
+    assert package_main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert ("bad.ckpt is not a readable checkpoint" if problem == "corrupt" else "cannot write missing") in err
+    assert not list(trained.rglob("*.onnx*"))

@@ -1,0 +1,30 @@
+"""``results/report.md`` is what ``report`` makes from the committed runs: nobody edits a result by hand."""
+
+from pathlib import Path
+
+from cifar_lightning.report import write_report
+from cifar_lightning.runs import model_runs
+
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "results"
+
+
+def test_the_committed_report_regenerates_from_the_committed_runs(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the runs' config.yaml name data/ relative to the repository root
+    out = write_report("results/runs", str(tmp_path), None, "configs")
+    fresh, committed = (out / "report.md").read_text(), (RESULTS / "report.md").read_text()
+    if (ROOT / "data/cifar10.npz").is_file():
+        assert fresh == committed
+    else:  # without the images there is no normalization table; every result table must still match
+        assert fresh.split("## Hyperparameters")[1] == committed.split("## Hyperparameters")[1]
+    assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(
+        p.name for p in (RESULTS / "figures").iterdir()
+    )
+
+
+def test_the_committed_runs_are_complete_and_tested():
+    for model in sorted(p.name for p in (RESULTS / "runs").iterdir()):
+        for run in model_runs(RESULTS / "runs", model, ROOT / "configs"):
+            assert run.complete and not run.capped, run.path
+            assert run.test is not None and 0 < run.test["test/acc"] < 1, run.path
+            assert not list(run.path.rglob("*.ckpt")), "checkpoints stay out of the repository"
