@@ -13,6 +13,7 @@ TOOLS = {
     "report": "the study's tables and figures from the runs on disk (reports/)",
     "stats": "per-channel mean and std of the training split",
     "export": "a checkpoint as an ONNX model with its normalization inside, checked against onnxruntime",
+    "serve": "a checkpoint or an ONNX model over HTTP (POST /predict, a page at /), with LitServe",
     "data": "build data/cifar10.npz from the official cifar-10-python.tar.gz, offline (--archive FILE)",
 }
 
@@ -37,6 +38,8 @@ def tool(command: str, args: list[str]) -> int:
         from cifar_lightning.data import from_archive as function
     elif command == "export":
         from cifar_lightning.export import export as function
+    elif command == "serve":
+        from cifar_lightning.serve import serve as function
     elif command == "study":
         from cifar_lightning.study import run_study as function
     else:

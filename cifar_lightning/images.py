@@ -6,6 +6,7 @@ that cannot be read is reported by name while the others are still classified.
 """
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -35,8 +36,8 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def read_image(file: Path) -> np.ndarray:
-    """One file as uint8 [32,32,3]; raises ValueError or OSError with the reason."""
+def read_image(file: Path | BinaryIO) -> np.ndarray:
+    """One file (or its bytes) as uint8 [32,32,3]; raises ValueError or OSError with the reason."""
     with Image.open(file) as img:
         width, height = img.size
         if width * height > MAX_PIXELS:

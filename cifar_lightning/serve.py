@@ -1,0 +1,198 @@
+"""``python -m cifar_lightning serve``: a checkpoint or an exported ONNX model behind HTTP, with LitServe.
+
+``POST /predict`` with an image as multipart form data (field ``file``; any format and size ``predict``
+reads) answers ``{"class", "probability", "probabilities"}``. Requests are batched on the server.
+An unreadable, oversized or malformed upload gets a 4xx with a message and the server keeps serving.
+``GET /`` is a page where a person picks or drops an image and sees the top three classes.
+"""
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import UnidentifiedImageError
+
+from cifar_lightning.data import CLASSES
+from cifar_lightning.errors import CifarError
+
+INSTALL = "pip install -e '.[serve]'"
+MAX_UPLOAD_MB = 10
+
+try:
+    import litserve as ls
+    from fastapi import HTTPException
+except ModuleNotFoundError as missing:  # serve() says how to install; the rest of the package works without
+    ls, HTTPException, _MISSING = None, Exception, missing.name
+else:
+    _MISSING = None
+
+
+class ClassifierAPI(ls.LitAPI if ls else object):
+    """One image per request; LitServe gathers concurrent requests into batches for ``predict``."""
+
+    def __init__(self, model: Path, max_batch_size: int = 16, batch_timeout: float = 0.01) -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
+        self.model = model
+
+    def setup(self, device: str) -> None:
+        if self.model.suffix == ".onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(self.model), providers=["CPUExecutionProvider"])
+            self.classify = lambda images: session.run(None, {"images": images})[0]
+        else:
+            import torch
+
+            from cifar_lightning.export import load_classifier
+
+            network, _ = load_classifier(self.model)
+
+            def classify(images: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return network(torch.from_numpy(images)).numpy()
+
+            self.classify = classify
+
+    def decode_request(self, request):  # noqa: ANN001 (LitServe reads the annotation: none means the raw form)
+        from cifar_lightning.images import read_image
+
+        upload = request.get("file") if hasattr(request, "get") else None
+        if upload is None or not hasattr(upload, "read"):
+            raise HTTPException(status_code=400, detail="send the image as multipart form data in the field 'file'")
+        try:
+            return read_image(io.BytesIO(upload.file.read()))
+        except UnidentifiedImageError:
+            reason = "not an image format this server reads"
+        except Exception as err:  # whatever else PIL says about a stranger's bytes: the client's problem
+            reason = str(err) or type(err).__name__
+        raise HTTPException(status_code=415, detail=f"cannot read {upload.filename!r} as an image: {reason}")
+
+    def batch(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return np.stack(inputs)
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return self.classify(images)
+
+    def unbatch(self, output: np.ndarray) -> list[np.ndarray]:
+        return list(output)
+
+    def encode_response(self, probabilities: np.ndarray) -> dict[str, Any]:
+        best = int(np.argmax(probabilities))
+        return {
+            "class": CLASSES[best],
+            "probability": float(probabilities[best]),
+            "probabilities": {name: float(p) for name, p in zip(CLASSES, probabilities, strict=True)},
+        }
+
+
+class MultipartOnly:
+    """ASGI middleware: a POST to /predict that is not multipart form data gets 415 and a hint, not a 500
+    from LitServe's JSON parser."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/predict":
+            content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+            if not content_type.startswith("multipart/form-data"):
+                body = json.dumps({"detail": "POST the image as multipart form data: curl -F file=@image.jpg URL"})
+                await send(
+                    {"type": "http.response.start", "status": 415, "headers": [(b"content-type", b"application/json")]}
+                )
+                await send({"type": "http.response.body", "body": body.encode()})
+                return
+        await self.app(scope, receive, send)
+
+
+def build_server(model: Path, max_batch_size: int = 16, batch_timeout: float = 0.01) -> Any:
+    """The LitServer, with the page at ``/``."""
+    from fastapi.responses import HTMLResponse
+    from starlette.formparsers import MultiPartParser
+
+    # Starlette spools uploads over 1 MB to a temporary file, which cannot travel to LitServe's inference
+    # worker process (it pickles the request): keep uploads up to the size limit in memory instead.
+    MultiPartParser.spool_max_size = MAX_UPLOAD_MB * 2**20
+    MultiPartParser.max_part_size = MAX_UPLOAD_MB * 2**20
+    api = ClassifierAPI(model, max_batch_size, batch_timeout)
+    server = ls.LitServer(
+        api, accelerator="cpu", max_payload_size=MAX_UPLOAD_MB * 2**20, middlewares=[MultipartOnly], timeout=60
+    )
+    # LitServe 0.2.19 answers GET / with "litserve running" and has no option to leave it out: replace it.
+    server.app.router.routes = [r for r in server.app.router.routes if getattr(r, "path", None) != "/"]
+    page = (Path(__file__).parent / "page.html").read_text()
+    server.app.add_api_route("/", lambda: HTMLResponse(page), methods=["GET"])
+    return server
+
+
+def check_model(path: Path) -> None:
+    if path.suffix == ".onnx":
+        import onnxruntime
+
+        try:
+            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as err:
+            raise CifarError(f"{path} is not a readable ONNX model ({str(err).splitlines()[0]})") from None
+    else:
+        from cifar_lightning.export import load_classifier
+
+        load_classifier(path)
+
+
+def post_image(url: str, data: bytes, filename: str = "image.png", field: str = "file") -> tuple[int, dict]:
+    """POST one image as multipart form data with the standard library; (status, JSON answer)."""
+    import urllib.error
+    import urllib.request
+    import uuid
+
+    boundary = uuid.uuid4().hex
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n\r\n'
+    body = head.encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(url, body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def serve(
+    model: str = "",
+    config: str = "",
+    ckpt_path: str = "best",
+    seed: int = 0,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch_size: int = 16,
+    batch_timeout: float = 0.01,
+) -> None:
+    """Serve a model over HTTP: POST /predict with an image (multipart field 'file'); GET / is a page.
+
+    Args:
+        model: an exported ``.onnx`` file, or a checkpoint file.
+        config: instead of ``model``, the config whose run's ``ckpt_path`` (``best``/``last``/a file) to serve.
+        ckpt_path: with ``config``: ``best``, ``last`` or a checkpoint file.
+        seed: with ``config``: which seed's run ``best``/``last`` mean.
+        host: the address to listen on (127.0.0.1: this machine only; 0.0.0.0: every network).
+        port: the port to listen on.
+        max_batch_size: at most this many concurrent requests are classified together.
+        batch_timeout: seconds a request waits for others to fill a batch.
+    """
+    if _MISSING:
+        raise CifarError(f"serve needs {_MISSING}: install the extra with {INSTALL}")
+    if bool(model) == bool(config):
+        raise CifarError("serve needs either --model FILE (.onnx or .ckpt) or --config FILE [--ckpt_path best]")
+    if config:
+        from cifar_lightning.export import resolve
+
+        path = resolve(Path(config), ckpt_path, seed)
+    else:
+        path = Path(model)
+    if not path.is_file():
+        raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
+    check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
+    print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
+    build_server(path, max_batch_size, batch_timeout).run(host=host, port=port, generate_client_file=False)

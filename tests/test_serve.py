@@ -1,0 +1,99 @@
+"""The web service on 127.0.0.1: real HTTP requests, good and bad uploads, concurrency, same answers as predict."""
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from conftest import FIT
+from PIL import Image
+
+pytest.importorskip("litserve", reason="the serve extra: pip install -e '.[serve]'")
+
+from cifar_lightning.serve import MAX_UPLOAD_MB, post_image  # noqa: E402
+
+ROOT = Path(__file__).parents[1]
+
+
+def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def server(run_cli, tmp_path):
+    """A model trained for an epoch, served from its checkpoint on a free loopback port."""
+    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
+    ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "cifar_lightning", "serve", f"--model={ckpt}", f"--port={port}", "--max_batch_size=8"]
+    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        process.kill()
+        pytest.fail(f"the server did not start: {process.stdout.read()}")
+    yield url, ckpt
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_service_classifies_rejects_bad_uploads_and_keeps_serving(server, run_cli, tmp_path):
+    url, ckpt = server
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 40), (20, 20, 20)]
+    status, answer = post_image(f"{url}/predict", _png(colours[0]))
+    assert status == 200 and answer["class"] in answer["probabilities"]
+    assert abs(sum(answer["probabilities"].values()) - 1) < 1e-4 and answer["probability"] == max(
+        answer["probabilities"].values()
+    )
+
+    assert post_image(f"{url}/predict", b"not an image", "notes.txt")[0] == 415
+    status, answer = post_image(f"{url}/predict", _png(colours[0]), field="photo")
+    assert status == 400 and "field 'file'" in answer["detail"]
+    raw = urllib.request.Request(f"{url}/predict", _png(colours[0]), {"Content-Type": "image/png"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(raw, timeout=30)
+    assert refused.value.code == 415
+    assert post_image(f"{url}/predict", b"\0" * (MAX_UPLOAD_MB * 2**20 + 1), "huge.png")[0] == 413
+
+    # fifty at once, batched on the server: all answered, with the classes predict gives for the same files
+    images = tmp_path / "mine"
+    images.mkdir()
+    for i, colour in enumerate(colours):
+        (images / f"{i}.png").write_bytes(_png(colour))
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda i: post_image(f"{url}/predict", _png(colours[i % 5])), range(50)))
+    assert all(status == 200 for status, _ in answers)
+    args = ["predict", "--config=configs/model1.yaml", f"--ckpt_path={ckpt}", f"--data.predict_path={images}"]
+    assert run_cli(*args, "--prediction_writer.output=preds.csv") == 0
+    with open(tmp_path / "preds.csv") as f:
+        expected = {Path(row["file"]).stem: row["class"] for row in csv.DictReader(f)}
+    assert [answer["class"] for _, answer in answers] == [expected[str(i % 5)] for i in range(50)]
+
+    with urllib.request.urlopen(f"{url}/", timeout=10) as response:
+        assert b"Drop an image here" in response.read()
+
+
+def test_serve_without_a_model_says_what_to_pass(capsys):
+    from cifar_lightning.__main__ import main as package_main
+
+    assert package_main(["serve"]) == 1
+    assert "serve needs either --model FILE" in capsys.readouterr().err
