@@ -17,9 +17,10 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import TEST_RESULTS, atomic_write, hyperparameters, run_of
+from cifar_lightning.runs import TEST_RESULTS, hyperparameters, run_of
 
 HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 

@@ -11,8 +11,9 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import BEST_PATTERN, LAST, atomic_write
+from cifar_lightning.runs import BEST_PATTERN, LAST
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

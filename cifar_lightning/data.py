@@ -7,7 +7,6 @@ batches as an uninterrupted one; with several processes each rank takes a disjoi
 """
 
 import math
-import os
 import shutil
 import tempfile
 import urllib.error
@@ -24,6 +23,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from cifar_lightning import augment
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -68,18 +68,7 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
 
 def save_npz(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically: a crash leaves the old file or none, never a truncated one under the final name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10, archive: Path | None = None) -> Path:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.checkpoints import load_checkpoint
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
 from cifar_lightning.errors import CifarError
@@ -136,8 +137,7 @@ def export(
         val_acc = float((got.argmax(1) == labels).mean())
         for key, value in {**metadata, "val_acc": f"{val_acc:.4f}"}.items():
             onnx_model.metadata_props.add(key=key, value=value)
-        onnx.save(onnx_model, final)
-        os.replace(final, target)
+        atomic_write(target, lambda f: f.write(onnx_model.SerializeToString()))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote {target} (validation accuracy {val_acc:.4f}; input uint8 [N,32,32,3], output 10 probabilities)")

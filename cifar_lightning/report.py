@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, channel_stats, load_npz
 from cifar_lightning.errors import CifarError
 from cifar_lightning.figures import curves_figure, samples_figure
-from cifar_lightning.runs import Run, atomic_write, choose, model_runs
+from cifar_lightning.runs import Run, choose, model_runs
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,7 @@ tested, ``test_results.json``. The layout is the package's own, whatever logger 
 
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -238,20 +236,3 @@ def remove_if_empty(folder: Path) -> None:
             path.rmdir()
         except OSError:
             return
-
-
-def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
-    """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename: a crash leaves
-    the old file or none, never a truncated one under the final name. The one atomic write of the package."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
