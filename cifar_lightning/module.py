@@ -98,6 +98,7 @@ class CIFARClassifier(L.LightningModule):
         channels_last: bool | None = None,
         compile: bool = False,
         cuda_graph: bool | None = None,
+        tta: bool = False,
     ) -> None:
         """
         Args:
@@ -111,18 +112,22 @@ class CIFARClassifier(L.LightningModule):
             channels_last: NHWC memory layout (cuDNN's native one); default on CUDA only.
             compile: ``torch.compile`` the network (slow to start; it rules out CUDA graphs, which were
                 4x faster on an H200: BENCHMARKS.md).
+            tta: test-time augmentation in validate, test and predict: the mean of the softmax over each image
+                and its mirror image (training is unchanged). Off in the study's configs.
             cuda_graph: replay the training step's forward and backward from a CUDA graph (one launch
                 instead of ~100); default on when fitting on one CUDA device in full precision, uncompiled,
                 without gradient accumulation.
         """
         super().__init__()
-        # logger=False: TensorBoard's HPARAMS get the study's hyperparameters once, from TensorBoardFigures
-        self.save_hyperparameters(ignore=["optimizer"], logger=False)
+        # logger=False: TensorBoard's HPARAMS get the study's hyperparameters once, from TensorBoardFigures.
+        # tta is how to evaluate, not part of the trained network: a checkpoint must not override the command line's.
+        self.save_hyperparameters(ignore=["optimizer", "tta"], logger=False)
         self.net = ConvNet(dropout, NUM_CLASSES)
         self.optimizer = optimizer
         self.lr_schedule, self.warmup_fraction, self.final_lr_fraction = lr_schedule, warmup_fraction, final_lr_fraction
         self.label_smoothing = label_smoothing
         self.channels_last, self.compile_net, self.cuda_graph = channels_last, compile, cuda_graph
+        self.tta = tta
         self._graphed: GraphedStep | None = None
         # The epoch so far: summed loss, correct predictions, images. Saved in checkpoints, so a mid-epoch
         # resume logs the same epoch means; fed to the metrics (which reduce across DDP ranks) at epoch end.
@@ -249,9 +254,15 @@ class CIFARClassifier(L.LightningModule):
         self.train_acc.reset()
         self.train_sums.zero_()
 
+    def probabilities(self, x: Tensor) -> Tensor:
+        """Class probabilities for evaluation: of the image, or with ``tta`` the mean over it and its mirror."""
+        probs = self(x).softmax(dim=1)
+        return (probs + self(x.flip(-1)).softmax(dim=1)) / 2 if self.tta else probs
+
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
-        logits = self(x)
+        # with tta, log-probabilities: the loss and the argmax are those of the averaged softmax
+        logits = self.probabilities(x).clamp_min(1e-12).log() if self.tta else self(x)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric.update(self.loss(logits, y), weight=len(y))
         acc_metric.update(logits, y)
@@ -271,7 +282,7 @@ class CIFARClassifier(L.LightningModule):
             self.log(f"test/acc_{name}", acc)
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self(batch[0]).softmax(dim=1)
+        return self.probabilities(batch[0])
 
     def configure_optimizers(self) -> Any:
         params = self.parameters()

@@ -394,3 +394,13 @@ def test_running_from_another_folder_says_where_to_run_instead_of_downloading(tm
     assert f"data.data_dir data is relative to the working folder {elsewhere}" in err
     assert f"cd {CONFIG_DIR.parent}" in err
     assert list(elsewhere.iterdir()) == []  # no data/, no lightning_logs/
+
+
+def test_test_time_augmentation_is_chosen_at_test_time(run_cli, tmp_path, capsys):
+    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
+    plain = tmp_path / "lightning_logs/model1/version_0/test_results.json"
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    without = json.loads(plain.read_text())["test/loss"]
+    assert run_cli("test", "--config=configs/model1.yaml", "--model.tta=true") == 0
+    assert "model.tta=True ignored" not in capsys.readouterr().err  # not overridden by the checkpoint
+    assert json.loads(plain.read_text())["test/loss"] != without

@@ -60,3 +60,26 @@ def test_an_overflowing_fp16_step_is_left_to_the_grad_scaler(monkeypatch, precis
             model.on_before_optimizer_step(optimizer)
     else:
         model.on_before_optimizer_step(optimizer)
+
+
+def test_test_time_augmentation_averages_the_softmax_of_the_image_and_its_mirror():
+    torch.manual_seed(0)
+    model = CIFARClassifier(tta=True).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = (model.net(x).softmax(1) + model.net(x.flip(-1)).softmax(1)) / 2
+        torch.testing.assert_close(model.probabilities(x), expected)
+        torch.testing.assert_close(model.predict_step((x, torch.zeros(4)), 0), expected)
+        model.tta = False
+        torch.testing.assert_close(model.probabilities(x), model.net(x).softmax(1))
+
+
+def test_the_study_configs_leave_test_time_augmentation_off():
+    from conftest import CONFIG_DIR
+    from lightning.pytorch.cli import LightningCLI
+
+    from cifar_lightning.data import CIFAR10DataModule
+
+    for config in sorted(CONFIG_DIR.glob("*.yaml")):
+        cli = LightningCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
+        assert cli.model.tta is False, config.name
