@@ -29,3 +29,19 @@ def sample(n: int, generator: torch.Generator, flip_p: float, pad: int) -> tuple
     mask = torch.rand(n, generator=generator) < flip_p
     shifts = torch.randint(-pad, pad + 1, (n, 2), generator=generator)
     return mask, shifts
+
+
+def cutout(images: Tensor, corners: Tensor, size: int, fill: Tensor) -> Tensor:
+    """Cover a ``size`` x ``size`` square of each image with ``fill`` (one value per channel); the square of image i
+    starts at ``corners[i] = (top, left)``, so it lies inside the image."""
+    n, _, h, w = images.shape
+    rows = torch.arange(h, device=images.device)[None, :, None]
+    cols = torch.arange(w, device=images.device)[None, None, :]
+    top, left = corners[:, 0, None, None], corners[:, 1, None, None]
+    inside = (rows >= top) & (rows < top + size) & (cols >= left) & (cols < left + size)
+    return torch.where(inside[:, None], fill.view(1, -1, 1, 1).to(images.dtype), images)
+
+
+def sample_cutout(n: int, generator: torch.Generator, size: int, image_size: int = 32) -> Tensor:
+    """One epoch's square corners [n, 2], uniform over the positions that keep the square inside the image."""
+    return torch.randint(0, image_size - size + 1, (n, 2), generator=generator)

@@ -33,6 +33,7 @@ CIFAR10_STD = (0.2470339, 0.24351034, 0.26159197)
 NPZ_NAME = "cifar10.npz"
 TRAIN_SIZE = 50_000
 
+CutoutSize = restricted_number_type("CutoutSize", int, [(">=", 0), ("<=", 32)], docstring="0 (off) to 32 pixels")
 ValSize = restricted_number_type("ValSize", int, [(">=", 1), ("<=", TRAIN_SIZE - 1)], docstring="1 to 49,999")
 
 
@@ -193,13 +194,15 @@ class TensorLoader:
         std: tuple[float, ...] = CIFAR10_STD,
         flip_p: float = 0.0,
         translate: int = 0,
+        cutout: int = 0,
     ) -> None:
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
         std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
         # (x / 255 - mean) / std as one multiply-add per pixel
         self.scale = 1.0 / (255.0 * std_t)
         self.shift = -torch.tensor(mean, device=images.device).view(1, 3, 1, 1) / std_t
-        self.flip_p, self.translate = flip_p, translate
+        self.flip_p, self.translate, self.cutout = flip_p, translate, cutout
+        self.fill = torch.tensor(mean, device=images.device).mul(255).round()  # cutout shows the mean colour
         self._start = 0  # first batch of the next iteration (non-zero after a mid-epoch restore)
         self._yielded = 0  # batches handed out in the current epoch
 
@@ -215,6 +218,9 @@ class TensorLoader:
         if augmenting:
             draws = augment.sample(len(order), self.sampler.generator("augment"), self.flip_p, self.translate)
             masks, shifts = (t.to(self.images.device) for t in draws)
+        if self.cutout:  # its own stream, so turning it on leaves the flips and shifts as they were
+            corners = augment.sample_cutout(len(order), self.sampler.generator("cutout"), self.cutout)
+            corners = corners.to(self.images.device)
         for b in range(start, len(self)):
             self._yielded = b + 1
             window = slice(b * self.batch_size, (b + 1) * self.batch_size)
@@ -224,6 +230,8 @@ class TensorLoader:
                 x = augment.flip(x, masks[window])
             if self.translate:
                 x = augment.translate(x, shifts[window], self.translate)
+            if self.cutout:
+                x = augment.cutout(x, corners[window], self.cutout, self.fill)
             yield torch.addcmul(self.shift, x.float(), self.scale), self.labels[idx]
 
     def state_dict(self) -> dict[str, int]:
@@ -260,6 +268,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         seed: int = 0,
         flip_p: ClosedUnitInterval = 0.0,
         translate: NonNegativeInt = 0,
+        cutout: CutoutSize = 0,
         predict_path: str | None = None,
     ) -> None:
         """
@@ -274,6 +283,8 @@ class CIFAR10DataModule(L.LightningDataModule):
             seed: seeds the training order and augmentation (the CLI links ``seed_everything`` here).
             flip_p: probability of a horizontal flip of each training image.
             translate: pixels of random pad-and-crop translation of training images (0 = off).
+            cutout: side in pixels of a square covered with the mean colour at a random place in each
+                training image (0 = off), after flip and translation.
             predict_path: an image file or a folder of them (subfolders included), for ``predict``; relative to
                 the working folder.
         """
@@ -283,7 +294,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         self.download = download
         self.batch_size, self.eval_batch_size, self.val_size = batch_size, eval_batch_size, val_size
         self.mean, self.std, self.seed = tuple(mean), tuple(std), seed
-        self.flip_p, self.translate = flip_p, translate
+        self.flip_p, self.translate, self.cutout = flip_p, translate, cutout
         self.predict_path = predict_path
         self.splits: dict[str, tuple[Tensor, Tensor]] = {}
         self.predict_files: list[Path] = []
@@ -346,6 +357,7 @@ class CIFAR10DataModule(L.LightningDataModule):
             self.std,
             flip_p=self.flip_p if train else 0.0,
             translate=self.translate if train else 0,
+            cutout=self.cutout if train else 0,
         )
 
     def train_dataloader(self) -> TensorLoader:
