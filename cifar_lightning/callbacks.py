@@ -133,7 +133,8 @@ class TestResults(L.Callback):
         from cifar_lightning.figures import confusion_figure
         from cifar_lightning.module import per_class_accuracy
 
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in ("test/acc", "test/loss")}
+        kept = ("test/acc", "test/loss", "test/ece", "test/temperature", "test/ece_temperature_scaled")
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in kept}
         confusion = pl_module.test_confusion.compute().cpu()
         ckpt = Path(trainer.ckpt_path) if trainer.ckpt_path else None
         run = (run_of(ckpt) if ckpt else None) or Path(trainer.log_dir or trainer.default_root_dir)
@@ -149,11 +150,26 @@ class TestResults(L.Callback):
         figure.savefig(png, format="png", dpi=100)
         image = run / "confusion_matrix.png"
         atomic_write(image, lambda f: f.write(png.getvalue()))
+        outputs = getattr(pl_module, "test_outputs", [])
+        if outputs:
+            from cifar_lightning.calibration import reliability
+            from cifar_lightning.figures import reliability_figure
+
+            logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
+            diagram = reliability_figure(reliability(logits, labels), f"{run.parent.name}/{run.name}: test reliability")
+            png = io.BytesIO()
+            diagram.savefig(png, format="png", dpi=100)
+            atomic_write(run / "reliability.png", lambda f: f.write(png.getvalue()))
+            for logger in _tensorboards(trainer):
+                logger.experiment.add_figure("test/reliability", diagram, global_step=trainer.global_step)
         for logger in _tensorboards(trainer):
             logger.experiment.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
             if "test/acc" in metrics:
                 logger.log_metrics({"hparams/test_acc": metrics["test/acc"]}, step=trainer.global_step)
         print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
+        if "test/ece" in metrics:
+            scaled = metrics.get("test/ece_temperature_scaled", math.nan)
+            print(f"expected calibration error {metrics['test/ece']:.4f}; {scaled:.4f} after temperature scaling")
         print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
 
 

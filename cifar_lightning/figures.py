@@ -78,3 +78,25 @@ def confusion_figure(confusion: torch.Tensor, title: str) -> Figure:
             j, i, str(int(n)), ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black"
         )
     return fig
+
+
+def reliability_figure(bins: list[tuple[float, float, int]], title: str) -> Figure:
+    """Accuracy against confidence per bin (a calibrated model lies on the diagonal), with each bin's count."""
+    fig = Figure(figsize=(6, 5.5), layout="constrained")
+    ax = fig.subplots()
+    confidence, accuracy, counts = zip(*bins, strict=True)
+    width = 1 / len(bins)
+    centres = [(i + 0.5) * width for i in range(len(bins))]
+    ax.bar(centres, accuracy, width=width * 0.9, color="tab:blue", label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+    ax.plot(confidence, accuracy, "o", color="tab:orange", ms=4, label="mean confidence")
+    for x, n in zip(centres, counts, strict=True):
+        if n:
+            ax.text(x, 0.02, str(n), rotation=90, ha="center", va="bottom", fontsize=7, color="white")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (largest probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    return fig

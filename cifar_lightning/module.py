@@ -16,6 +16,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from cifar_lightning import calibration
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
 from cifar_lightning.graph import GraphedStep
@@ -259,10 +260,13 @@ class CIFARClassifier(L.LightningModule):
         probs = self(x).softmax(dim=1)
         return (probs + self(x.flip(-1)).softmax(dim=1)) / 2 if self.tta else probs
 
+    def _eval_logits(self, x: Tensor) -> Tensor:
+        """With tta, log-probabilities: the loss and the argmax are those of the averaged softmax."""
+        return self.probabilities(x).clamp_min(1e-12).log() if self.tta else self(x)
+
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
-        # with tta, log-probabilities: the loss and the argmax are those of the averaged softmax
-        logits = self.probabilities(x).clamp_min(1e-12).log() if self.tta else self(x)
+        logits = self._eval_logits(x)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric.update(self.loss(logits, y), weight=len(y))
         acc_metric.update(logits, y)
@@ -273,13 +277,31 @@ class CIFARClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self.test_outputs: list[tuple[Tensor, Tensor]] = []
+
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, "test")
         self.test_confusion.update(logits, batch[1])
+        self.test_outputs.append((logits.detach().float().cpu(), batch[1].cpu()))
 
     def on_test_epoch_end(self) -> None:
+        """Per-class accuracy, and calibration: the expected calibration error (15 bins) of the test predictions,
+        and again after temperature scaling fitted on the validation split only."""
         for name, acc in zip(CLASSES, per_class_accuracy(self.test_confusion.compute()), strict=True):
             self.log(f"test/acc_{name}", acc)
+        if self.trainer.world_size > 1 or not self.test_outputs:  # each rank holds a share: not calibrated here
+            return
+        logits, labels = (torch.cat(t) for t in zip(*self.test_outputs, strict=True))
+        self.log("test/ece", calibration.expected_calibration_error(logits, labels))
+        datamodule = self.trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            return
+        with torch.no_grad():
+            val = [(self._eval_logits(x).float().cpu(), y.cpu()) for x, y in datamodule.val_dataloader()]
+        temperature = calibration.fit_temperature(*(torch.cat(t) for t in zip(*val, strict=True)))
+        self.log("test/temperature", temperature)
+        self.log("test/ece_temperature_scaled", calibration.expected_calibration_error(logits / temperature, labels))
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self.probabilities(batch[0])

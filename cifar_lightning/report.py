@@ -236,14 +236,19 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
         for run in seeds:
             if run.test is None:
                 untested.append(model if len(seeds) == 1 else f"{model} (seed {run.seed})")
-                rows.append([model, _run_cell(run, seeds, runs[model]), "not tested", "—", "—", "—", "—"])
+                rows.append([model, _run_cell(run, seeds, runs[model]), "not tested", "—", "—", "—", "—", "—", "—"])
                 continue
             acc, loss = run.test.get("test/acc"), run.test.get("test/loss")
             checkpoint = Path(run.test.get("checkpoint") or "").name
-            cells = [_pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), f"`{checkpoint}`"]
+            ece, scaled = (run.test.get(k) for k in ("test/ece", "test/ece_temperature_scaled"))
+            calibration = ["—" if v is None else f"{v:.4f}" for v in (ece, scaled)]
+            cells = [_pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), *calibration, f"`{checkpoint}`"]
             rows.append([model, _run_cell(run, seeds, runs[model]), *cells])
     lines = ["## Test accuracy (10,000 test images)", ""]
-    lines += _table(["model", "run", "test acc", "test loss", "study", "difference", "checkpoint"], rows)
+    header = ["model", "run", "test acc", "test loss", "study", "difference", "ECE", "ECE, temperature-scaled"]
+    lines += _table([*header, "checkpoint"], rows)
+    lines += ["", "ECE: expected calibration error over 15 confidence bins; temperature scaling is fitted on the "]
+    lines[-1] += "validation split only (— : tested before the package measured calibration)."
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."

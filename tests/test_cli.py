@@ -61,11 +61,15 @@ def test_fit_writes_checkpoints_and_events_then_test_uses_the_best(run_cli, tmp_
     assert record["checkpoint"].endswith(".ckpt") and "epoch=" in record["checkpoint"]
     assert 0 <= record["test/acc"] <= 1 and math.isfinite(record["test/loss"])
     assert sum(map(sum, record["confusion"])) == 200  # every test image counted once
+    assert 0 <= record["test/ece"] <= 1 and 0 <= record["test/ece_temperature_scaled"] <= 1
+    assert record["test/temperature"] > 0
+    with Image.open(run / "reliability.png") as image:
+        assert image.format == "PNG"
     with Image.open(run / "confusion_matrix.png") as image:
         assert image.format == "PNG" and image.width > 300
     events = EventAccumulator(str(run))
     events.Reload()
-    assert {"samples/training_images", "test/confusion_matrix"} <= set(events.Tags()["images"])
+    assert {"samples/training_images", "test/confusion_matrix", "test/reliability"} <= set(events.Tags()["images"])
     per_class = [scalars(run)[f"test/acc_{name}"][-1][1] for name in CLASSES]
     assert per_class == pytest.approx(record["per_class_acc"])
     assert not (tmp_path / "lightning_logs" / "model1" / "version_1").exists()  # logged into the tested run
