@@ -223,6 +223,12 @@ def test_the_progress_bar_redraws_every_few_batches_unless_the_config_says_other
     assert (bars[0].refresh_rate if bars[0] else None) == refresh
 
 
+def test_the_progress_bar_counts_epochs_from_one(run_cli, data_dir, capsys):
+    quick = [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", *quick, quick=False) == 0
+    assert "Epoch 1/1" in capsys.readouterr().out  # Lightning's tqdm bars write to stdout
+
+
 @pytest.mark.parametrize("logger", ["false", "lightning.pytorch.loggers.CSVLogger"])
 def test_test_and_predict_use_the_trained_checkpoint_whatever_the_logger(run_cli, tmp_path, capsys, logger):
     assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
@@ -346,12 +352,11 @@ def test_the_package_help_lists_every_command_and_an_unknown_one_is_an_error(cap
 
     assert package_main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("fit", "validate", "test", "predict", "study", "report", "stats", "data"):
+    commands = ["fit", "validate", "test", "predict", "study", "report", "stats", "export", "serve", "data"]
+    for command in commands:
         assert f"\n  {command} " in out
     assert package_main(["fitt"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        "error: unknown command 'fitt'; commands: fit, validate, test, predict, study, report, stats, data"
-    )
+    assert capsys.readouterr().err.strip() == f"error: unknown command 'fitt'; commands: {', '.join(commands)}"
 
 
 def test_one_sample_per_class_is_drawn(run_cli, tmp_path):
