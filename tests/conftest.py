@@ -32,6 +32,14 @@ def make_arrays(n_train: int = 640, n_test: int = 200, seed: int = 0) -> dict[st
     return arrays
 
 
+def data_args(data_dir: Path) -> list[str]:
+    """The generated data set, as every quick run of the tests uses it."""
+    return [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
+
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
@@ -50,15 +58,7 @@ def run_cli(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
         (tmp_path / "configs" / config.name).write_text(config.read_text())
 
     def run(*args: str, quick: bool = True) -> int:
-        extra = []
-        if quick:
-            extra = [
-                f"--data.data_dir={data_dir}",
-                "--data.download=false",
-                "--data.val_size=128",
-                "--trainer.enable_progress_bar=false",
-                "--trainer.enable_model_summary=false",
-            ]
+        extra = [*data_args(data_dir), *QUIET] if quick else []
         try:
             return main([*args, *extra])
         except SystemExit as exit:  # the parser's own errors (exit 2)

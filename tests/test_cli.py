@@ -3,7 +3,7 @@ import math
 
 import pytest
 import torch
-from conftest import CONFIG_DIR, FIT, scalars
+from conftest import CONFIG_DIR, FIT, data_args, scalars
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -218,13 +218,13 @@ def test_the_progress_bar_redraws_every_few_batches_unless_the_config_says_other
 ):
     bars = []
     monkeypatch.setattr(CifarCLI, "before_fit", lambda self: bars.append(self.trainer.progress_bar_callback))
-    quick = [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
+    quick = data_args(data_dir)
     assert run_cli(*FIT, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", *quick, *args, quick=False) == 0
     assert (bars[0].refresh_rate if bars[0] else None) == refresh
 
 
 def test_the_progress_bar_counts_epochs_from_one(run_cli, data_dir, capsys):
-    quick = [f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128"]
+    quick = data_args(data_dir)
     assert run_cli(*FIT, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", *quick, quick=False) == 0
     assert "Epoch 1/1" in capsys.readouterr().out  # Lightning's tqdm bars write to stdout
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import scalars
+from conftest import data_args, scalars
 
 ROOT = Path(__file__).parents[1]
 
@@ -33,7 +33,7 @@ class RecordBatches(L.Callback):
 def test_two_process_ddp_shares_out_training_and_validates_on_everything(tmp_path, data_dir, run_cli):
     args = [
         sys.executable, "-m", "cifar_lightning", "fit", "--config=configs/model1.yaml",
-        f"--data.data_dir={data_dir}", "--data.download=false", "--data.val_size=128", "--data.batch_size=32",
+        *data_args(data_dir), "--data.batch_size=32",
         "--trainer.max_epochs=1", "--trainer.enable_progress_bar=false", "--trainer.log_every_n_steps=2",
         "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.strategy=ddp",
         "--trainer.callbacks+=test_ddp.RecordBatches", f"--trainer.callbacks.folder={tmp_path}",

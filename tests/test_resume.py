@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from conftest import data_args, scalars
 
 CONFIG = Path(__file__).parents[1] / "configs" / "model2.yaml"  # has dropout, so its generator state matters
 
 
 def _fit(cwd: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
     args = [
-        sys.executable, "-m", "cifar_lightning", "fit", f"--config={CONFIG}", f"--data.data_dir={data_dir}",
-        "--data.download=false", "--data.val_size=128", "--trainer.max_epochs=4", "--trainer.log_every_n_steps=3",
+        sys.executable, "-m", "cifar_lightning", "fit", f"--config={CONFIG}", *data_args(data_dir),
+        "--trainer.max_epochs=4", "--trainer.log_every_n_steps=3",
         "--resume_checkpoint.every_n_train_steps=5", "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -26,10 +26,8 @@ def _fit(cwd: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
 
 def _final_state(run: Path) -> tuple[dict, dict[str, dict[int, float]]]:
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    events = EventAccumulator(str(run))
-    events.Reload()
     # a resumed run logs the steps between its last checkpoint and the kill twice: keep the latest value
-    logged = {tag: {e.step: e.value for e in events.Scalars(tag)} for tag in events.Tags()["scalars"]}
+    logged = {tag: dict(values) for tag, values in scalars(run).items()}
     return ckpt, logged
 
 

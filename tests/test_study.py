@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 import torch
-from conftest import scalars
+from conftest import QUIET, data_args, scalars
 from test_report import _row
 
 from cifar_lightning import cli
@@ -28,10 +28,7 @@ def study(run_cli, tmp_path, data_dir, monkeypatch):
         return lightning(args)
 
     monkeypatch.setattr(cli, "main", recording)
-    quick = (
-        f"--data.data_dir={data_dir} --data.download=false --data.val_size=128 --trainer.enable_progress_bar=false "
-        "--trainer.enable_model_summary=false --trainer.limit_train_batches=4 --trainer.log_every_n_steps=2"
-    )
+    quick = " ".join([*data_args(data_dir), *QUIET, "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=2"])
 
     def run() -> int:
         commands.clear()
