@@ -134,3 +134,15 @@ def test_epochs_are_counted_from_the_run_when_validation_skips_epochs(run_cli, t
     assert [s for s, _ in accs] == [5, 11]  # validated after epochs 2 and 4
     assert row[2] == "capped at 4 of 20 epochs"  # finished: not "interrupted after 2 of 4"
     assert row[9] == str(2 * (1 + max(range(2), key=lambda i: (accs[i][1], -i))))
+
+
+def test_the_readme_study_table_says_what_report_study_says():
+    """report.STUDY is the one source of the study's table; the README's copy must not drift from it."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for model, study in STUDY.items():
+        row = next(line for line in readme.splitlines() if line.startswith(f"| {model} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert int(cells[1]) == study.epochs and int(cells[2]) == study.batch_size, model
+        assert float(cells[3]) == study.momentum and float(cells[4]) == study.lr, model
+        assert (0.0 if cells[5] == "none" else float(cells[5])) == study.dropout, model
+        assert cells[6].startswith(f"{100 * study.best_val_acc:.1f}% ({study.val_loss:.4f}, {study.best_epoch})"), model
