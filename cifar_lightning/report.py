@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, channel_stats, load_npz
+from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
 from cifar_lightning.errors import CifarError
 from cifar_lightning.figures import curves_figure, samples_figure
 from cifar_lightning.runs import Run, choose, model_runs
@@ -271,12 +271,14 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
 
 
 def estimate_hours(model: StudyModel, measured: list[Run]) -> tuple[float, Run] | None:
-    """Hours for ``model``'s epochs at the per-image speed of the measured run whose batch size is closest."""
+    """Hours for ``model``'s epochs at the time per training image of the measured run whose batch size is
+    closest (runs capped at fewer batches per epoch count by their images, not their epochs)."""
     timed = [r for r in measured if r.epoch_seconds and (r.config.get("data") or {}).get("batch_size")]
     if not timed:
         return None
     run = min(timed, key=lambda r: abs(math.log(r.config["data"]["batch_size"] / model.batch_size)))
-    return model.epochs * run.epoch_seconds / 3600, run
+    per_image = run.epoch_seconds / (run.steps_per_epoch() * run.config["data"]["batch_size"])
+    return model.epochs * (TRAIN_SIZE - 1000) * per_image / 3600, run
 
 
 def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -287,13 +289,13 @@ def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
     rows = []
     for model in missing:
         estimate = estimate_hours(STUDY[model], measured)
-        basis = f"{estimate[0]:.1f} h at the epoch time of {estimate[1].path}" if estimate else "no timed run"
+        basis = f"{estimate[0]:.1f} h at the speed of {estimate[1].path}" if estimate else "no timed run"
         rows.append([model, STUDY[model].epochs, STUDY[model].batch_size, basis])
     return [
         "## Not run yet",
         "",
         "The study's models without a run here, with the time they would take on the hardware of the runs above",
-        "(each estimate uses the median epoch time of the measured run with the closest batch size).",
+        "(each estimate uses the time per training image of the measured run with the closest batch size).",
         "",
         *_table(["model", "epochs", "batch size", "estimated time"], rows),
         "",

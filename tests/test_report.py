@@ -146,3 +146,16 @@ def test_the_readme_study_table_says_what_report_study_says():
         assert float(cells[3]) == study.momentum and float(cells[4]) == study.lr, model
         assert (0.0 if cells[5] == "none" else float(cells[5])) == study.dropout, model
         assert cells[6].startswith(f"{100 * study.best_val_acc:.1f}% ({study.val_loss:.4f}, {study.best_epoch})"), model
+
+
+def test_not_run_estimates_scale_by_training_images(tmp_path):
+    from cifar_lightning.report import estimate_hours
+    from cifar_lightning.runs import Run
+
+    def run(batch: int, steps: int, seconds: float) -> Run:
+        scalars = {"train/loss_epoch": [(steps - 1, 1.0), (2 * steps - 1, 0.9)]}
+        return Run("x", tmp_path, {"data": {"batch_size": batch}}, scalars, None, None, seconds)
+
+    capped = run(32, 400, 12.0)  # 400 batches of 32 in 12 s
+    hours, used = estimate_hours(STUDY["model2"], [capped, run(128, 383, 30.0)])
+    assert used is capped and hours == pytest.approx(50 * 49_000 * 12.0 / (400 * 32) / 3600)
