@@ -28,7 +28,7 @@ def fit_temperature(logits: Tensor, labels: Tensor) -> float:
             return loss
 
         optimizer.step(closure)
-        return float(log_t.exp())
+        return float(log_t.detach().exp())
 
 
 def reliability(logits: Tensor, labels: Tensor, bins: int = BINS) -> list[tuple[float, float, int]]:
