@@ -33,7 +33,7 @@ format: install  ## apply ruff's fixes and formatting
 	.venv/bin/ruff format .
 
 try: install  ## the whole loop in a few minutes on a laptop CPU: model1 for 3 short epochs, its test, the report
-	$(PYTHON) -m cifar_lightning fit --config configs/model1.yaml --trainer.max_epochs 3 --trainer.limit_train_batches 400 --trainer.logger.init_args.name try $(ARGS)
+	$(PYTHON) -m cifar_lightning fit --config configs/model1.yaml --trainer.max_epochs 3 --trainer.limit_train_batches 1000 --trainer.logger.init_args.name try $(ARGS)
 	$(PYTHON) -m cifar_lightning test --config configs/model1.yaml --trainer.logger.init_args.name try $(ARGS)
 	$(PYTHON) -m cifar_lightning report
 	@echo "dashboards: make tensorboard, then open http://localhost:6006"
