@@ -166,11 +166,21 @@ class TestResults(L.Callback):
             logger.experiment.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
             if "test/acc" in metrics:
                 logger.log_metrics({"hparams/test_acc": metrics["test/acc"]}, step=trainer.global_step)
-        print(f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}")
+        self._lines = [
+            f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}"
+        ]
         if "test/ece" in metrics:
             scaled = metrics.get("test/ece_temperature_scaled", math.nan)
-            print(f"expected calibration error {metrics['test/ece']:.4f}; {scaled:.4f} after temperature scaling")
-        print(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
+            self._lines.append(
+                f"expected calibration error {metrics['test/ece']:.4f}; {scaled:.4f} after temperature scaling"
+            )
+        self._lines.append(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """After the progress bar's last line."""
+        for line in getattr(self, "_lines", []) if stage == "test" else []:
+            print(line)
+        self._lines = []
 
 
 class PredictionWriter(BasePredictionWriter):
