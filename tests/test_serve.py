@@ -1,8 +1,10 @@
 """The web service on 127.0.0.1: real HTTP requests, good and bad uploads, concurrency, same answers as predict."""
 
+import contextlib
 import csv
 import io
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +40,10 @@ def server(run_cli, tmp_path):
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     args = [sys.executable, "-m", "cifar_lightning", "serve", f"--model={ckpt}", f"--port={port}", "--max_batch_size=8"]
-    process = subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # its own process group, so the test can stop LitServe's worker processes with it, as Ctrl-C in a terminal does
+    process = subprocess.Popen(
+        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
@@ -49,11 +54,15 @@ def server(run_cli, tmp_path):
         except OSError:
             time.sleep(0.5)
     else:
-        process.kill()
+        os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"the server did not start: {process.stdout.read()}")
     yield url, ckpt
-    process.terminate()
-    process.wait(timeout=30)
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
 
 
 def test_the_service_classifies_rejects_bad_uploads_and_keeps_serving(server, run_cli, tmp_path):
