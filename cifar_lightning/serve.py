@@ -6,8 +6,12 @@ An unreadable, oversized or malformed upload gets a 4xx with a message and the s
 ``GET /`` is a page where a person picks or drops an image and sees the top three classes.
 """
 
+import contextlib
+import functools
 import io
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -195,4 +199,18 @@ def serve(
         raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
     check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
     print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
-    build_server(path, max_batch_size, batch_timeout).run(host=host, port=port, generate_client_file=False)
+    server = build_server(path, max_batch_size, batch_timeout)
+    # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;
+    # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19).
+    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
+    with contextlib.suppress(KeyboardInterrupt):  # LitServe has stopped its workers either way
+        server.run(host=host, port=port, generate_client_file=False)
+    print("serve: stopped", file=sys.stderr)
+
+
+def _interrupt(main_pid: int, signum: int, frame: Any) -> None:
+    if os.getpid() == main_pid:
+        raise KeyboardInterrupt
+    # a worker forked with this handler: LitServe stops workers with SIGTERM, which must just end them
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)

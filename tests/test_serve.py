@@ -56,17 +56,16 @@ def server(run_cli, tmp_path):
     else:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"the server did not start: {process.stdout.read()}")
-    yield url, ckpt
-    os.killpg(process.pid, signal.SIGINT)
-    try:
+    yield url, ckpt, process
+    with contextlib.suppress(ProcessLookupError):  # (a test may have stopped it already)
+        os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout=30)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
 
 
 def test_the_service_classifies_rejects_bad_uploads_and_keeps_serving(server, run_cli, tmp_path):
-    url, ckpt = server
+    url, ckpt, _ = server
     colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 40), (20, 20, 20)]
     status, answer = post_image(f"{url}/predict", _png(colours[0]))
     assert status == 200 and answer["class"] in answer["probabilities"]
@@ -99,6 +98,16 @@ def test_the_service_classifies_rejects_bad_uploads_and_keeps_serving(server, ru
 
     with urllib.request.urlopen(f"{url}/", timeout=10) as response:
         assert b"Drop an image here" in response.read()
+
+
+def test_sigterm_stops_the_server_and_its_workers(server):
+    _, _, process = server
+    os.kill(process.pid, signal.SIGTERM)  # only the main process, as a process manager does
+    assert process.wait(timeout=60) == 0
+    assert "serve: stopped" in process.stdout.read()
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):  # no worker process of its group is left
+        os.killpg(process.pid, 0)
 
 
 def test_serve_without_a_model_says_what_to_pass(capsys):
