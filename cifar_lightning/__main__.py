@@ -45,13 +45,33 @@ def tool(command: str, args: list[str]) -> int:
     else:
         from cifar_lightning.report import write_report as function
     parser = ArgumentParser(prog=f"python -m cifar_lightning {command}", description=function.__doc__.split("\n")[0])
-    parser.add_function_arguments(function, as_positional=False)
+    lists = add_list_options(parser, function)
+    parser.add_function_arguments(function, as_positional=False, skip=lists)
     try:
         result = function(**parser.parse_args(args).as_dict())
     except CifarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def add_list_options(parser, function) -> set[str]:
+    """List-typed arguments take several words (``--seeds 0 1 2``), as in argparse; jsonargparse's own form
+    for them is one JSON list (``--seeds [0,1,2]``), which nobody types. Returns their names."""
+    import inspect
+    import typing
+
+    from docstring_parser import parse
+
+    helps = {p.arg_name: p.description for p in parse(function.__doc__).params}
+    names = set()
+    for name, parameter in inspect.signature(function).parameters.items():
+        kinds = [t for t in typing.get_args(parameter.annotation) if t is not type(None)] or [parameter.annotation]
+        if typing.get_origin(kinds[0]) is list:
+            (element,) = typing.get_args(kinds[0])
+            parser.add_argument(f"--{name}", type=element, nargs="+", default=parameter.default, help=helps.get(name))
+            names.add(name)
+    return names
 
 
 def main(argv: list[str] | None = None) -> int:

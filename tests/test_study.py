@@ -97,3 +97,26 @@ def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkey
 )
 def test_verdict_places_the_study_against_the_seeds(values, expected):
     assert verdict(0.74, values) == expected
+
+
+def test_the_study_command_takes_several_configs_and_seeds_as_words(monkeypatch):
+    """``make study`` passes ``--configs a b --seeds 0 1``; jsonargparse alone wanted one JSON list."""
+    import functools
+
+    import cifar_lightning.study
+    from cifar_lightning.__main__ import main as package_main
+
+    received = {}
+
+    @functools.wraps(run_study)  # the same options and help as the real one
+    def record(**kwargs):
+        received.update(kwargs)
+        return 0
+
+    monkeypatch.setattr(cifar_lightning.study, "run_study", record)
+    argv = ["study", "--configs", *STUDY_CONFIGS, "--seeds", "0", "1", "--epochs", "2"]
+    assert package_main(argv) == 0
+    assert received == {"configs": STUDY_CONFIGS, "seeds": [0, 1], "epochs": 2, "args": ""}
+    received.clear()
+    assert package_main(["study", "--seeds", "3"]) == 0
+    assert received["seeds"] == [3] and received["configs"] is None
