@@ -9,7 +9,8 @@ LIGHTNING = {
     "predict": "classify your own images (--data.predict_path FILE_OR_FOLDER); writes predictions.csv",
 }
 TOOLS = {
-    "study": "fit and test every config with every seed, continuing where a stopped study left off",
+    "study": "fit and test every config with every seed (Ray Tune trials side by side where installed), resumable",
+    "sweep": "search a config's hyperparameters with Ray Tune, Optuna and ASHA; writes the best config",
     "report": "the study's tables and figures from the runs on disk (reports/)",
     "stats": "per-channel mean and std of the training split",
     "export": "a checkpoint as an ONNX model with its normalization inside, checked against onnxruntime",
@@ -42,6 +43,8 @@ def tool(command: str, args: list[str]) -> int:
         from cifar_lightning.serve import serve as function
     elif command == "study":
         from cifar_lightning.study import run_study as function
+    elif command == "sweep":
+        from cifar_lightning.tune import sweep as function
     else:
         from cifar_lightning.report import write_report as function
     parser = ArgumentParser(prog=f"python -m cifar_lightning {command}", description=function.__doc__.split("\n")[0])

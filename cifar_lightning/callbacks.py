@@ -8,6 +8,7 @@ import json
 import math
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +42,8 @@ class CtrlC(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         lightning_handler = signal.getsignal(signal.SIGTERM)
-        if not callable(lightning_handler):
-            return
+        if not callable(lightning_handler) or threading.current_thread() is not threading.main_thread():
+            return  # no handler of Lightning's, or not the main thread (a Ray Tune trial): signals are not ours
 
         def stop_after_batch(signum: int, frame: Any) -> None:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once

@@ -98,7 +98,13 @@ def broken_config_file(argv: list[str]) -> str | None:
 
 # Lightning's messages that are not the user's to act on (lightning 2.6.6): an advertisement, a deprecation
 # inside Lightning, a default this package sets on every load, and a resume writing into its own run folder.
-NOISE = ("Tip: For seamless cloud logging", "treespec", "`weights_only` was not set", "exists and is not empty")
+NOISE = (
+    "Tip: For seamless cloud logging",
+    "treespec",
+    "`weights_only` was not set",
+    "exists and is not empty",
+    "args parameter is intended to run from within Python",  # study and sweep pass args on purpose
+)
 
 
 class _DropNoise(logging.Filter):

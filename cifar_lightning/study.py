@@ -1,5 +1,5 @@
-"""``python -m cifar_lightning study``: fit and test every (config, seed), one after the other, continuing
-where an earlier call stopped.
+"""``python -m cifar_lightning study``: fit and test every (config, seed), continuing where an earlier call
+stopped: one after the other here, or as concurrent Ray Tune trials (``cifar_lightning.tune``).
 
 Each (config, seed) is one run folder. A run that finished and was tested is skipped; one that finished
 untested is tested; one that was interrupted resumes from its ``last.ckpt`` (exact resume); anything else
@@ -31,44 +31,79 @@ def plan(config: Path, seed: int, epochs: int | None) -> tuple[str, Run | None]:
     return ("resume", resumable[-1]) if resumable else ("fit", None)
 
 
+def run_one(config: Path, seed: int, epochs: int | None, extra: list[str]) -> int:
+    """Fit (or resume) and test one (config, seed) as far as it still needs; returns the exit status.
+
+    The unit of a study, sequential or a Ray Tune trial: run again after a failure, it continues the run.
+    """
+    from cifar_lightning import cli
+
+    epochs_here = epochs or config_location(config)[2]
+    common = [f"--config={config}", f"--seed_everything={seed}", *extra]
+    if epochs:
+        common.append(f"--trainer.max_epochs={epochs}")
+    step, run = plan(config, seed, epochs_here)
+    print(f"study: {config} seed {seed}: {step}" + (f" ({run.path})" if run else ""), file=sys.stderr)
+    if step == "done":
+        return 0
+    if step in ("fit", "resume"):
+        resume = [f"--ckpt_path={run.path / 'checkpoints' / LAST}"] if run else []
+        if (code := cli.main(["fit", *common, *resume])) != 0:
+            return code
+        step, run = plan(config, seed, epochs_here)
+    if step != "test" or run is None:
+        raise CifarError(f"{config} seed {seed}: fit ended without a finished run to test")
+    return cli.main(["test", *common, f"--ckpt_path={best_in(run.path / 'checkpoints')}"])
+
+
+def _ray_installed() -> bool:
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run_study(
     configs: list[str] | None = None,
     seeds: list[int] | None = None,
     epochs: int | None = None,
     args: str = "",
+    parallel: bool | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float | None = None,
+    address: str | None = None,
 ) -> int:
-    """Fit and test each config with each seed, in order; run the same command again to continue a stopped study.
+    """Fit and test each config with each seed; run the same command again to continue a stopped study.
 
     Args:
         configs: config files (default: every ``configs/*.yaml``).
         seeds: values of ``seed_everything`` (default: 0).
         epochs: train for this many epochs instead of each config's ``max_epochs`` (a quick pass).
         args: more options for every ``fit`` and ``test``, as one string (e.g. "--trainer.enable_progress_bar false").
+        parallel: run (config, seed) pairs as concurrent Ray Tune trials (default: when Ray Tune is installed);
+            false: one after the other in this process.
+        cpus_per_trial: CPU cores each trial takes (its torch threads), with Ray Tune.
+        gpus_per_trial: share of a GPU each trial takes, e.g. 0.25 for four trials per GPU (default: 1 where
+            the Ray cluster has GPUs, else 0), with Ray Tune.
+        address: a running Ray cluster to join (``auto``, or ``HOST:6379`` of ``ray start --head``); default:
+            a Ray of this machine alone.
     """
-    from cifar_lightning.cli import main as lightning
-
     files = [Path(c) for c in configs] if configs else sorted(Path("configs").glob("*.yaml"))
     if not files:
         raise CifarError("no configs to run: pass --configs FILE ... or run from the repository root")
-    extra = shlex.split(args)
     for config in files:
-        for seed in seeds or [0]:
-            epochs_here = epochs or config_location(config)[2]
-            common = [f"--config={config}", f"--seed_everything={seed}", *extra]
-            if epochs:
-                common.append(f"--trainer.max_epochs={epochs}")
-            step, run = plan(config, seed, epochs_here)
-            print(f"study: {config} seed {seed}: {step}" + (f" ({run.path})" if run else ""), file=sys.stderr)
-            if step == "done":
-                continue
-            if step in ("fit", "resume"):
-                resume = [f"--ckpt_path={run.path / 'checkpoints' / LAST}"] if run else []
-                if (code := lightning(["fit", *common, *resume])) != 0:
-                    print("study: stopped; run the same command again to continue", file=sys.stderr)
-                    return code
-                step, run = plan(config, seed, epochs_here)
-            if step != "test" or run is None:
-                raise CifarError(f"{config} seed {seed}: fit ended without a finished run to test")
-            if (code := lightning(["test", *common, f"--ckpt_path={best_in(run.path / 'checkpoints')}"])) != 0:
-                return code
+        config_location(config)  # a missing or broken file fails before any run starts
+    pairs = [(config, seed) for config in files for seed in seeds or [0]]
+    extra = shlex.split(args)
+    if parallel is None:
+        parallel = _ray_installed()
+    if parallel:
+        from cifar_lightning.tune import study_trials
+
+        return study_trials(pairs, epochs, extra, cpus_per_trial, gpus_per_trial, address)
+    for config, seed in pairs:
+        if (code := run_one(config, seed, epochs, extra)) != 0:
+            print("study: stopped; run the same command again to continue", file=sys.stderr)
+            return code
     return 0

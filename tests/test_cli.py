@@ -352,7 +352,7 @@ def test_the_package_help_lists_every_command_and_an_unknown_one_is_an_error(cap
 
     assert package_main(["--help"]) == 0
     out = capsys.readouterr().out
-    commands = ["fit", "validate", "test", "predict", "study", "report", "stats", "export", "serve", "data"]
+    commands = ["fit", "validate", "test", "predict", "study", "sweep", "report", "stats", "export", "serve", "data"]
     for command in commands:
         assert f"\n  {command} " in out
     assert package_main(["fitt"]) == 2

@@ -1,0 +1,322 @@
+"""Ray Tune as the engine for many runs: ``study`` (one trial per (config, seed)) and ``sweep`` (a search with
+Optuna's sampler and ASHA's early stopping).
+
+A trial is the unchanged ``fit`` (and, in a study, ``test``) in a Ray worker, so its run folder, numbers and
+checkpoints are those of the same command typed by hand. Ray places the trials on CPU cores and GPU shares of
+one machine or a cluster (whose nodes must see the repository at the same path), and restarts a trial that
+died; a restarted study trial resumes its run from ``last.ckpt``. Needs ``pip install -e '.[tune]'``.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cifar_lightning.atomic import atomic_write
+from cifar_lightning.errors import CifarError
+from cifar_lightning.runs import config_location, model_runs, read_file
+
+INSTALL = "pip install -e '.[tune]'"
+RETRIES = 2  # times Ray restarts a trial that died before giving up on it
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
+REPORT_METRICS = {"val_acc": "val/acc", "val_loss": "val/loss"}  # Tune's names (no '/') for Lightning's
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        from ray import tune  # noqa: F401
+    except ImportError:
+        raise CifarError(f"running trials in parallel needs Ray Tune: {INSTALL} (or pass --parallel false)") from None
+    return ray
+
+
+def _start(address: str | None, gpus_per_trial: float | None) -> tuple[bool, float]:
+    """Join ``address`` or start a Ray of this machine; returns (whether we started it, GPU share per trial)."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        # Ray runs its workers at nice 15 so that they yield to the machine's other work; here the trials are
+        # the work, and at nice 15 anything else running starves them (a 16 s fit took minutes).
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    if gpus_per_trial is None:
+        gpus_per_trial = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return started, gpus_per_trial
+
+
+def _enter(root: str, cpus: float) -> None:
+    """A trial starts in a folder of Ray's: work from the repository root, with the threads it was given."""
+    import torch
+
+    os.chdir(root)
+    sys.argv = sys.argv[:1]  # the worker's own arguments are not the CLI's
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def _run_config(name: str, save_dir: str) -> Any:
+    from ray import tune
+
+    return tune.RunConfig(
+        name=name,
+        storage_path=str((Path(save_dir) / "ray").resolve()),
+        failure_config=tune.FailureConfig(max_failures=RETRIES),
+        verbose=1,
+    )
+
+
+def study_trial(params: dict[str, Any], root: str, epochs: int | None, extra: list[str], cpus: float) -> None:
+    """One (config, seed): fit or resume it, then test; a restart after a crash continues from ``last.ckpt``."""
+    from ray import tune
+
+    from cifar_lightning.study import plan, run_one
+
+    _enter(root, cpus)
+    config, seed = Path(params["pair"]["config"]), params["pair"]["seed"]
+    if (code := run_one(config, seed, epochs, extra)) != 0:
+        raise CifarError(f"{config} seed {seed}: exit status {code}")
+    _, run = plan(config, seed, epochs or config_location(config)[2])
+    tune.report({"test_acc": (run.test or {}).get("test/acc"), "run": str(run.path)})
+
+
+def study_trials(
+    pairs: list[tuple[Path, int]],
+    epochs: int | None,
+    extra: list[str],
+    cpus_per_trial: float,
+    gpus_per_trial: float | None,
+    address: str | None,
+) -> int:
+    """Every (config, seed) as a Ray Tune trial; returns 0 when all of them were fitted and tested."""
+    ray = _ray()
+    from ray import tune
+
+    started, gpus = _start(address, gpus_per_trial)
+    try:
+        trainable = tune.with_parameters(study_trial, root=os.getcwd(), epochs=epochs, extra=extra, cpus=cpus_per_trial)
+        grid = [{"config": str(config), "seed": seed} for config, seed in pairs]
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
+            param_space={"pair": tune.grid_search(grid)},
+            run_config=_run_config("study", config_location(pairs[0][0])[0]),
+        )
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    failed = [r for r in results if r.error is not None]
+    for result in failed:
+        print(f"study: trial {result.config['pair']} failed: {str(result.error).splitlines()[-1]}", file=sys.stderr)
+    if failed:
+        print("study: run the same command again to continue", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def read_space(path: Path) -> dict[str, Any]:
+    """A sweep's search space: config keys as on the command line, each with one distribution of Ray Tune's,
+    e.g. ``model.dropout: {uniform: [0.0, 0.5]}`` or ``data.batch_size: {choice: [32, 64, 128]}``."""
+    from ray import tune
+
+    raw = read_file(path, yaml.safe_load)
+    if not isinstance(raw, dict) or not raw:
+        raise CifarError(f"search space {path}: expected a mapping of config keys to {{distribution: [arguments]}}")
+    space = {}
+    for key, spec in raw.items():
+        kind, args = next(iter(spec.items())) if isinstance(spec, dict) and len(spec) == 1 else (None, None)
+        if kind not in DISTRIBUTIONS or not isinstance(args, list):
+            raise CifarError(
+                f"search space {path}: {key}: expected one of {', '.join(DISTRIBUTIONS)} with a list, "
+                "e.g. {uniform: [0.0, 0.5]}"
+            )
+        try:
+            space[key] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
+        except (TypeError, ValueError) as err:
+            raise CifarError(f"search space {path}: {key}: {kind} {args}: {err}") from None
+    return space
+
+
+def _option(key: str, value: Any) -> str:
+    return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+def _check_parses(config: str, options: list[str]) -> None:
+    """The base config with sampled values must parse, so a mistyped key fails here and not in every trial."""
+    import contextlib
+    import io
+
+    from cifar_lightning import cli
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = cli.main(["fit", f"--config={config}", *options, "--print_config"])
+    except SystemExit as exit:  # --print_config exits after parsing, like a parse error
+        code = exit.code
+    if code != 0:
+        raise CifarError(f"the search space does not fit {config} (the error above): use its keys, e.g. model.dropout")
+
+
+def sweep_trial(
+    params: dict[str, Any],
+    root: str,
+    config: str,
+    name: str,
+    epochs: int | None,
+    seed: int,
+    extra: list[str],
+    cpus: float,
+) -> None:
+    """One point of the search: ``fit`` with these values, reporting ``val/acc`` to Tune after each validation
+    through Ray's own Lightning callback (ASHA stops the trial by it)."""
+    from cifar_lightning import cli
+
+    _enter(root, cpus)
+    report = {
+        "class_path": "ray.tune.integration.pytorch_lightning.TuneReportCheckpointCallback",
+        "init_args": {"metrics": REPORT_METRICS, "save_checkpoints": False},
+    }
+    args = [f"--config={config}", f"--seed_everything={seed}", f"--trainer.logger.init_args.name={name}"]
+    args += [_option(k, v) for k, v in params.items()] + [f"--trainer.callbacks+={json.dumps(report)}", *extra]
+    if epochs:
+        args.append(f"--trainer.max_epochs={epochs}")
+    if (code := cli.main(["fit", *args])) != 0:
+        raise CifarError(f"fit exited with status {code}")
+
+
+def trial_table(results: Any, keys: list[str]) -> list[dict[str, Any]]:
+    """One row per trial, best ``val/acc`` first: its values, best val/acc, the epoch of it, epochs run, time."""
+    rows = []
+    for result in results:
+        history = result.metrics_dataframe
+        if history is None or "val_acc" not in history:
+            rows.append({**{k: result.config[k] for k in keys}, "val/acc": None, "epoch": None, "epochs": 0, "s": None})
+            continue
+        best = history["val_acc"].idxmax()
+        rows.append(
+            {
+                **{k: result.config[k] for k in keys},
+                "val/acc": float(history["val_acc"][best]),
+                "epoch": int(history["training_iteration"][best]),
+                "epochs": int(history["training_iteration"].max()),
+                "s": float(history["time_total_s"].max()),
+            }
+        )
+    return sorted(rows, key=lambda r: -1.0 if r["val/acc"] is None else r["val/acc"], reverse=True)
+
+
+def _markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(value: Any) -> str:
+        return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]) + "\n"
+
+
+def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = value
+
+
+def sweep(
+    config: str,
+    space: str,
+    trials: int = 8,
+    epochs: int | None = None,
+    grace_epochs: int = 1,
+    name: str | None = None,
+    seed: int = 0,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float | None = None,
+    address: str | None = None,
+    args: str = "",
+    out: str | None = None,
+) -> int:
+    """Search a config's hyperparameters with Ray Tune: Optuna proposes values, ASHA stops weak trials early.
+
+    Every trial is a run folder ``<save_dir>/<name>/version_N`` (TensorBoard shows them all); the table of
+    trials (best first) goes to ``trials.md`` there, and the best values, written into the base config, to
+    ``best.yaml`` (or ``out``), ready for ``fit --config``.
+
+    Args:
+        config: the base config, e.g. configs/model4.yaml.
+        space: YAML file of config keys and distributions, e.g. ``model.dropout: {uniform: [0.0, 0.5]}``
+            (distributions: uniform, loguniform, randint, choice).
+        trials: number of trials.
+        epochs: epochs per trial (default: the config's max_epochs).
+        grace_epochs: epochs every trial runs before ASHA may stop it.
+        name: run folder name of the trials (default: the config's name and "-sweep"); must be new.
+        seed: seed_everything of every trial, and of Optuna's sampler.
+        cpus_per_trial: CPU cores each trial takes.
+        gpus_per_trial: share of a GPU each trial takes (default: 1 where the cluster has GPUs, else 0).
+        address: a running Ray cluster to join (``auto`` or ``HOST:6379``).
+        args: more options for every trial's fit, as one string.
+        out: where to write the best config (default: ``best.yaml`` in the trials' folder).
+    """
+    import shlex
+
+    ray = _ray()
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    save_dir, base_name, configured_epochs = config_location(Path(config))
+    name = name or f"{base_name}-sweep"
+    folder = Path(save_dir) / name
+    if model_runs(save_dir, name):
+        raise CifarError(f"{folder} already holds runs: pass a new --name for this sweep")
+    domains = read_space(Path(space))
+    extra = shlex.split(args)
+    _check_parses(config, [_option(k, d.sample()) for k, d in domains.items()] + extra)
+    epochs_here = epochs or configured_epochs
+    started, gpus = _start(address, gpus_per_trial)
+    try:
+        trainable = tune.with_parameters(
+            sweep_trial,
+            root=os.getcwd(),
+            config=config,
+            name=name,
+            epochs=epochs,
+            seed=seed,
+            extra=extra,
+            cpus=cpus_per_trial,
+        )
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
+            param_space=domains,
+            tune_config=tune.TuneConfig(
+                metric="val_acc",
+                mode="max",
+                num_samples=trials,
+                search_alg=OptunaSearch(seed=seed),
+                scheduler=ASHAScheduler(max_t=epochs_here, grace_period=grace_epochs, reduction_factor=2),
+            ),
+            run_config=_run_config(name, save_dir),
+        )
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    rows = trial_table(results, list(domains))
+    if rows[0]["val/acc"] is None:
+        raise CifarError(f"no trial of sweep {name} reported a validation accuracy: see the errors above")
+    table = _markdown(rows)
+    atomic_write(folder / "trials.md", lambda file: file.write(table), "w")
+    print(table)
+
+    best = read_file(Path(config), yaml.safe_load)
+    for key in domains:
+        _set(best, key, rows[0][key])
+    _set(best, "trainer.logger.init_args.name", f"{name}-best")
+    header = (
+        f"# The best of sweep {name!r}: {trials} trials of {config} over {space} ({epochs_here} epochs each),\n"
+        f"# best val/acc {rows[0]['val/acc']:.4f} at epoch {rows[0]['epoch']}; all trials: {folder / 'trials.md'}.\n"
+    )
+    target = Path(out) if out else folder / "best.yaml"
+    atomic_write(target, lambda file: file.write(header + yaml.safe_dump(best, sort_keys=False)), "w")
+    print(f"sweep: best config written to {target}; train it with: python -m cifar_lightning fit --config {target}")
+    return 0
