@@ -19,7 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from cifar_lightning.runs import config_location, model_runs
+from cifar_lightning.cli import config_location
+from cifar_lightning.runs import model_runs
 
 
 def run_trials(
@@ -35,7 +36,7 @@ def run_trials(
                    *map(str, range(count)), f"--epochs={epochs}", "--parallel=true",
                    f"--cpus_per_trial={cpus}", f"--gpus_per_trial={gpus}", f"--args={args}"]  # fmt: skip
         subprocess.run(command, cwd=folder, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        save_dir, name, _ = config_location(Path(folder) / "configs" / config.name)
+        save_dir, name, _ = config_location(Path(folder) / "configs" / config.name, tuple(args.split()))
         runs = model_runs(Path(folder) / save_dir, name)
         return [r.epoch_seconds for r in runs]
 

@@ -6,16 +6,21 @@ logger), a new fit reserves its own run folder, values that parse but make no se
 anything is written, values the checkpoint overrides are named, and errors are one line.
 """
 
+import contextlib
+import functools
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from cifar_lightning import runs
 from cifar_lightning.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
 from cifar_lightning.checkpoints import (
     AtomicCheckpointIO,
@@ -33,10 +38,9 @@ from cifar_lightning.config_checks import (
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
 from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error
-from cifar_lightning.runs import BEST_FILENAME, find_checkpoint, remove_if_empty, reserve_run, run_of
+from cifar_lightning.runs import BEST_FILENAME, DEFAULT_SAVE_DIR, remove_if_empty, reserve_run
 
 PROGRESS_BAR_REFRESH = 20  # batches between redraws
-DEFAULT_SAVE_DIR = "lightning_logs"
 
 
 class EpochFromOne(TQDMProgressBar):
@@ -74,14 +78,8 @@ class SaveRunConfig(SaveConfigCallback):
 
 
 def run_location(config: Namespace) -> tuple[str, str]:
-    """(save_dir, model name) of this config's run folders: the logger's, or for a logger without them
-    (``--trainer.logger false``, W&B, ...) ``lightning_logs`` and the config file's name."""
-    logger = config.trainer.logger
-    args = logger.get("init_args") if isinstance(logger, Namespace) else None
-    if args is not None and args.get("save_dir") and args.get("name"):
-        return str(args.save_dir), str(args.name)
     files = config.get("config") or []
-    return DEFAULT_SAVE_DIR, Path(str(files[-1])).stem if files else "default"
+    return runs.run_location(config.as_dict(), files[-1] if files else None)
 
 
 def _seed(config: Namespace) -> int | None:
@@ -145,31 +143,20 @@ class CifarCLI(LightningCLI):
         """``best``/``last`` (``test``, ``validate`` and ``predict`` default to ``best``) become a checkpoint of this
         model's runs with this seed; evaluating without one is an error; a run's command logs into its folder."""
         save_dir, name = run_location(config)
-        ckpt, seed = config.ckpt_path, _seed(config)
-        if subcommand != "fit":
-            ckpt = ckpt or "best"
-        if ckpt is None:
+        ckpt, seed = config.ckpt_path or (None if subcommand == "fit" else "best"), _seed(config)
+        found = runs.resolve_checkpoint(save_dir, name, ckpt, seed, missing_ok=subcommand == "fit") if ckpt else None
+        if found is None:
+            if ckpt is not None:
+                seed_text = f" with seed {seed}" if seed is not None else ""
+                print(f"no last checkpoint of {name!r}{seed_text} in {save_dir}: starting a new run", file=sys.stderr)
+            config.ckpt_path = None
             self._reserve_run(config)
             return
-        if ckpt in ("best", "last"):
-            found = find_checkpoint(save_dir, name, ckpt, seed)
-            seed_text = f" with seed {seed}" if seed is not None else ""
-            if found is None and subcommand == "fit":
-                print(f"no last checkpoint of {name!r}{seed_text} in {save_dir}: starting a new run", file=sys.stderr)
-                config.ckpt_path = None
-                self._reserve_run(config)
-                return
-            if found is None:
-                raise CifarError(
-                    f"no {ckpt} checkpoint of model {name!r}{seed_text} under {Path(save_dir) / name}: train it "
-                    "first (python -m cifar_lightning fit --config ...) or pass --ckpt_path FILE"
-                )
-            ckpt, why = found
+        ckpt, why = found
+        if why:
             print(f"{subcommand}: using {ckpt} ({why})", file=sys.stderr)
-        elif not Path(ckpt).is_file():
-            raise CifarError(f"checkpoint {ckpt} does not exist: pass a .ckpt file, best or last")
         config.ckpt_path = str(ckpt)
-        run = run_of(Path(ckpt))
+        run = runs.run_of(ckpt)
         if run is not None and run.parent.resolve() == (Path(save_dir) / name).resolve():
             self._log_into(config, run)
 
@@ -215,6 +202,29 @@ class CifarCLI(LightningCLI):
 
 def _seed_or_zero(seed: Any) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
+
+
+def config_location(config: str | Path, extra: tuple[str, ...] = ()) -> tuple[str, str, int | None]:
+    """(save_dir, model name, max_epochs) that ``fit --config config *extra`` would use, from the CLI's own
+    parse (``--print_config``): nothing runs or is written, and options in ``extra`` count."""
+    if not Path(config).is_file():
+        raise CifarError(f"config {config} does not exist: pass a file from configs/")
+    return _parsed_location(str(config), Path(config).stat().st_mtime_ns, Path.cwd(), extra)
+
+
+@functools.cache  # a study asks several times per run; the file's mtime and the folder are part of the key
+def _parsed_location(config: str, mtime: int, cwd: Path, extra: tuple[str, ...]) -> tuple[str, str, int | None]:
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["fit", f"--config={config}", *extra, "--print_config"])
+    except SystemExit as exit:  # --print_config exits after printing, like a parse error
+        code = exit.code
+    if code != 0:
+        problem = err.getvalue().strip().splitlines()[0].removeprefix("error: ") if err.getvalue().strip() else ""
+        raise CifarError(f"{config} {' '.join(extra)}: {problem}".replace("  ", " "))
+    parsed = yaml.safe_load(out.getvalue())
+    return (*runs.run_location(parsed, config), parsed["trainer"].get("max_epochs"))
 
 
 def main(args: list[str] | None = None) -> int:

@@ -19,9 +19,10 @@ from torch import Tensor, nn
 
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.checkpoints import load_checkpoint
+from cifar_lightning.cli import config_location
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import config_location, find_checkpoint
+from cifar_lightning.runs import resolve_checkpoint
 
 TOLERANCE = 1e-4
 INSTALL = "pip install -e '.[export]'"
@@ -60,14 +61,11 @@ def load_classifier(path: Path) -> tuple[PixelsToProbabilities, dict[str, Any]]:
 
 def resolve(config: Path, ckpt_path: str, seed: int) -> Path:
     """``best``/``last`` of the config's runs with this seed, as ``test`` resolves them; or the file given."""
-    if ckpt_path not in ("best", "last"):
-        return Path(ckpt_path)
     save_dir, name, _ = config_location(config)
-    found = find_checkpoint(save_dir, name, ckpt_path, seed)
-    if found is None:
-        raise CifarError(f"no {ckpt_path} checkpoint of {name!r} with seed {seed} under {save_dir}: train it first")
-    print(f"export: using {found[0]} ({found[1]})")
-    return found[0]
+    path, why = resolve_checkpoint(save_dir, name, ckpt_path, seed)
+    if why:
+        print(f"using {path} ({why})")
+    return path
 
 
 def export(

@@ -8,6 +8,7 @@ tested, ``test_results.json``. The layout is the package's own, whatever logger 
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from cifar_lightning.errors import CifarError
 TEST_RESULTS = "test_results.json"
 CONFIG_FILE = "config.yaml"
 LAST = "last.ckpt"
+DEFAULT_SAVE_DIR = "lightning_logs"
 # Checkpoint names count epochs from 1, as the report, the messages and the study do.
 BEST_FILENAME = "epoch={epoch:03d}-val_acc={val/acc:.4f}"
 BEST_PATTERN = re.compile(r"epoch=(\d+)-val_acc=([0-9.]+)\.ckpt$")
@@ -180,15 +182,14 @@ def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
     return Run(model, path, config, scalars, test, configured_epochs, epoch_seconds)
 
 
-def config_location(config: Path) -> tuple[str, str, int | None]:
-    """(save_dir, model name, max_epochs) of a config file, as fit will use them."""
-    parsed = read_file(config, yaml.safe_load)
-    if parsed is None:
-        raise CifarError(f"config {config} does not exist: pass a file from configs/")
-    trainer = parsed.get("trainer") or {}
-    logger = trainer.get("logger")
-    args = (logger.get("init_args") or {}) if isinstance(logger, dict) else {}
-    return args.get("save_dir", "lightning_logs"), args.get("name", config.stem), trainer.get("max_epochs")
+def run_location(config: Mapping[str, Any], config_file: str | Path | None) -> tuple[str, str]:
+    """(save_dir, model name) of a parsed config's run folders: its logger's, or for a logger without them
+    (``--trainer.logger false``, W&B, ...) ``lightning_logs`` and the config file's name."""
+    logger = (config.get("trainer") or {}).get("logger")
+    args = (logger.get("init_args") or {}) if isinstance(logger, Mapping) else {}
+    if args.get("save_dir") and args.get("name"):
+        return str(args["save_dir"]), str(args["name"])
+    return DEFAULT_SAVE_DIR, Path(str(config_file)).stem if config_file else "default"
 
 
 def model_runs(save_dir: str | Path, name: str, configs_dir: Path | None = None, seed: int | None = None) -> list[Run]:
@@ -220,6 +221,25 @@ def find_checkpoint(save_dir: str | Path, name: str, which: str, seed: int | Non
     else:
         run, why = runs[-1], "newest run with a last.ckpt"
     return _checkpoint(run.path, which), f"{why}{seed_text}"
+
+
+def resolve_checkpoint(
+    save_dir: str | Path, name: str, ckpt: str, seed: int | None, missing_ok: bool = False
+) -> tuple[Path, str | None] | None:
+    """A checkpoint file and why it was chosen: ``best``/``last`` of model ``name``'s runs with this seed
+    (:func:`find_checkpoint`), or the file given. What is not there is an error (None with ``missing_ok``)."""
+    if ckpt not in ("best", "last"):
+        if not Path(ckpt).is_file():
+            raise CifarError(f"checkpoint {ckpt} does not exist: pass a .ckpt file, best or last")
+        return Path(ckpt), None
+    found = find_checkpoint(save_dir, name, ckpt, seed)
+    if found is None and not missing_ok:
+        seed_text = f" with seed {seed}" if seed is not None else ""
+        raise CifarError(
+            f"no {ckpt} checkpoint of model {name!r}{seed_text} under {Path(save_dir) / name}: train it "
+            "first (python -m cifar_lightning fit --config ...) or pass --ckpt_path FILE"
+        )
+    return found
 
 
 def _checkpoint(run: Path, which: str) -> Path | None:

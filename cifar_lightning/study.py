@@ -12,18 +12,16 @@ import shlex
 import sys
 from pathlib import Path
 
+from cifar_lightning.cli import config_location
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import LAST, Run, best_in, config_location, model_runs
+from cifar_lightning.runs import LAST, Run, best_in, model_runs
 
 
-def _matching(config: Path, seed: int, epochs: int | None) -> list[Run]:
-    save_dir, name, _ = config_location(config)
-    return [r for r in model_runs(save_dir, name, seed=seed) if r.max_epochs == epochs]
-
-
-def plan(config: Path, seed: int, epochs: int | None) -> tuple[str, Run | None]:
-    """What this (config, seed) still needs: ``done``, ``test`` (a finished run), ``resume`` or ``fit``."""
-    runs = _matching(config, seed, epochs)
+def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
+    """What this (config, seed) with these options still needs: ``done``, ``test`` (a finished run), ``resume`` or
+    ``fit``. Only runs of the same length count, in the folders these options make fit use."""
+    save_dir, name, epochs = config_location(config, tuple(extra))
+    runs = [r for r in model_runs(save_dir, name, seed=seed) if r.max_epochs == epochs]
     finished = [r for r in runs if r.complete and best_in(r.path / "checkpoints") is not None]
     if finished:
         return ("done" if finished[-1].test else "test"), finished[-1]
@@ -31,29 +29,28 @@ def plan(config: Path, seed: int, epochs: int | None) -> tuple[str, Run | None]:
     return ("resume", resumable[-1]) if resumable else ("fit", None)
 
 
-def run_one(config: Path, seed: int, epochs: int | None, extra: list[str]) -> int:
-    """Fit (or resume) and test one (config, seed) as far as it still needs; returns the exit status.
+def run_one(config: Path, seed: int, epochs: int | None, extra: list[str]) -> tuple[int, Run | None]:
+    """Fit (or resume) and test one (config, seed) as far as it still needs; returns the exit status and the run.
 
     The unit of a study, sequential or a Ray Tune trial: run again after a failure, it continues the run.
     """
     from cifar_lightning import cli
 
-    epochs_here = epochs or config_location(config)[2]
-    common = [f"--config={config}", f"--seed_everything={seed}", *extra]
-    if epochs:
-        common.append(f"--trainer.max_epochs={epochs}")
-    step, run = plan(config, seed, epochs_here)
+    options = [*extra, f"--trainer.max_epochs={epochs}"] if epochs else extra
+    common = [f"--config={config}", f"--seed_everything={seed}", *options]
+    step, run = plan(config, seed, options)
     print(f"study: {config} seed {seed}: {step}" + (f" ({run.path})" if run else ""), file=sys.stderr)
     if step == "done":
-        return 0
+        return 0, run
     if step in ("fit", "resume"):
         resume = [f"--ckpt_path={run.path / 'checkpoints' / LAST}"] if run else []
         if (code := cli.main(["fit", *common, *resume])) != 0:
-            return code
-        step, run = plan(config, seed, epochs_here)
+            return code, run
+        step, run = plan(config, seed, options)
     if step != "test" or run is None:
         raise CifarError(f"{config} seed {seed}: fit ended without a finished run to test")
-    return cli.main(["test", *common, f"--ckpt_path={best_in(run.path / 'checkpoints')}"])
+    code = cli.main(["test", *common, f"--ckpt_path={best_in(run.path / 'checkpoints')}"])
+    return code, plan(config, seed, options)[1]
 
 
 def _ray_installed() -> bool:
@@ -92,10 +89,10 @@ def run_study(
     files = [Path(c) for c in configs] if configs else sorted(Path("configs").glob("*.yaml"))
     if not files:
         raise CifarError("no configs to run: pass --configs FILE ... or run from the repository root")
-    for config in files:
-        config_location(config)  # a missing or broken file fails before any run starts
-    pairs = [(config, seed) for config in files for seed in seeds or [0]]
     extra = shlex.split(args)
+    for config in files:
+        config_location(config, tuple(extra))  # a missing or broken file, or a bad option, fails before any run
+    pairs = [(config, seed) for config in files for seed in seeds or [0]]
     if parallel is None:
         parallel = _ray_installed()
     if parallel:
@@ -103,7 +100,7 @@ def run_study(
 
         return study_trials(pairs, epochs, extra, cpus_per_trial, gpus_per_trial, address)
     for config, seed in pairs:
-        if (code := run_one(config, seed, epochs, extra)) != 0:
+        if (code := run_one(config, seed, epochs, extra)[0]) != 0:
             print("study: stopped; run the same command again to continue", file=sys.stderr)
             return code
     return 0

@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from cifar_lightning.atomic import atomic_write
+from cifar_lightning.cli import config_location
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import config_location, model_runs, read_file
+from cifar_lightning.runs import model_runs, read_file
 
 INSTALL = "pip install -e '.[tune]'"
 RETRIES = 2  # times Ray restarts a trial that died before giving up on it
@@ -72,13 +73,13 @@ def study_trial(params: dict[str, Any], root: str, epochs: int | None, extra: li
     """One (config, seed): fit or resume it, then test; a restart after a crash continues from ``last.ckpt``."""
     from ray import tune
 
-    from cifar_lightning.study import plan, run_one
+    from cifar_lightning.study import run_one
 
     _enter(root, cpus)
     config, seed = Path(params["pair"]["config"]), params["pair"]["seed"]
-    if (code := run_one(config, seed, epochs, extra)) != 0:
+    code, run = run_one(config, seed, epochs, extra)
+    if code != 0 or run is None:
         raise CifarError(f"{config} seed {seed}: exit status {code}")
-    _, run = plan(config, seed, epochs or config_location(config)[2])
     tune.report({"test_acc": (run.test or {}).get("test/acc"), "run": str(run.path)})
 
 
@@ -101,7 +102,7 @@ def study_trials(
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
             param_space={"pair": tune.grid_search(grid)},
-            run_config=_run_config("study", config_location(pairs[0][0])[0]),
+            run_config=_run_config("study", config_location(pairs[0][0], tuple(extra))[0]),
         )
         results = tuner.fit()
     finally:
@@ -140,22 +141,6 @@ def read_space(path: Path) -> dict[str, Any]:
 
 def _option(key: str, value: Any) -> str:
     return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
-
-
-def _check_parses(config: str, options: list[str]) -> None:
-    """The base config with sampled values must parse, so a mistyped key fails here and not in every trial."""
-    import contextlib
-    import io
-
-    from cifar_lightning import cli
-
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            code = cli.main(["fit", f"--config={config}", *options, "--print_config"])
-    except SystemExit as exit:  # --print_config exits after parsing, like a parse error
-        code = exit.code
-    if code != 0:
-        raise CifarError(f"the search space does not fit {config} (the error above): use its keys, e.g. model.dropout")
 
 
 def sweep_trial(
@@ -264,14 +249,17 @@ def sweep(
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
-    save_dir, base_name, configured_epochs = config_location(Path(config))
+    extra = shlex.split(args)
+    save_dir, base_name, configured_epochs = config_location(config, tuple(extra))
     name = name or f"{base_name}-sweep"
     folder = Path(save_dir) / name
     if model_runs(save_dir, name):
         raise CifarError(f"{folder} already holds runs: pass a new --name for this sweep")
     domains = read_space(Path(space))
-    extra = shlex.split(args)
-    _check_parses(config, [_option(k, d.sample()) for k, d in domains.items()] + extra)
+    try:  # the base config with sampled values parses: a mistyped key fails here, not in every trial
+        config_location(config, (*extra, *(_option(k, d.sample()) for k, d in domains.items())))
+    except CifarError as err:
+        raise CifarError(f"the search space {space} does not fit {config}: {err}") from None
     epochs_here = epochs or configured_epochs
     started, gpus = _start(address, gpus_per_trial)
     try:

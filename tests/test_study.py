@@ -24,7 +24,8 @@ def study(run_cli, tmp_path, data_dir, monkeypatch):
     lightning = cli.main
 
     def recording(args):
-        commands.append(args)
+        if "--print_config" not in args:  # the study's own look at a config is not a command
+            commands.append(args)
         return lightning(args)
 
     monkeypatch.setattr(cli, "main", recording)
@@ -124,3 +125,15 @@ def test_the_study_command_takes_several_configs_and_seeds_as_words(monkeypatch)
     received.clear()
     assert package_main(["study", "--seeds", "3"]) == 0
     assert received["seeds"] == [3] and received["configs"] is None
+
+
+def test_a_study_looks_for_its_runs_where_its_options_put_them(study, run_cli, tmp_path, data_dir):
+    """``--args`` may move the run folders (another save_dir); finished runs are found there, not refit."""
+    options = [*data_args(data_dir), *QUIET, "--trainer.limit_train_batches=2"]
+    args = " ".join([*options, "--trainer.logger.init_args.save_dir=elsewhere"])
+    for _ in range(2):
+        study.commands.clear()
+        assert run_study(["configs/model1.yaml"], seeds=[0], epochs=1, args=args, parallel=False) == 0
+    assert study.commands == []  # the second call found the finished, tested run
+    assert [p.name for p in (tmp_path / "elsewhere/model1").iterdir()] == ["version_0"]
+    assert not (tmp_path / "lightning_logs").exists()
