@@ -222,7 +222,7 @@ def _parsed_location(config: str, mtime: int, cwd: Path, extra: tuple[str, ...])
         code = exit.code
     if code != 0:
         problem = err.getvalue().strip().splitlines()[0].removeprefix("error: ") if err.getvalue().strip() else ""
-        raise CifarError(f"{config} {' '.join(extra)}: {problem}".replace("  ", " "))
+        raise CifarError(f"{config}: {problem}")
     parsed = yaml.safe_load(out.getvalue())
     return (*runs.run_location(parsed, config), parsed["trainer"].get("max_epochs"))
 

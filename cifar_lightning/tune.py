@@ -259,7 +259,7 @@ def sweep(
     try:  # the base config with sampled values parses: a mistyped key fails here, not in every trial
         config_location(config, (*extra, *(_option(k, d.sample()) for k, d in domains.items())))
     except CifarError as err:
-        raise CifarError(f"the search space {space} does not fit {config}: {err}") from None
+        raise CifarError(f"search space {space}: {err}") from None
     epochs_here = epochs or configured_epochs
     started, gpus = _start(address, gpus_per_trial)
     try:
