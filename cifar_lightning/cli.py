@@ -9,6 +9,7 @@ anything is written, values the checkpoint overrides are named, and errors are o
 import contextlib
 import functools
 import io
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_gra
 from cifar_lightning.runs import BEST_FILENAME, DEFAULT_SAVE_DIR, remove_if_empty, reserve_run
 
 PROGRESS_BAR_REFRESH = 20  # batches between redraws
+RUN_ENV = "CIFAR_LIGHTNING_RUN_DIR"  # a fit's run folder, for the processes its DDP strategy starts
 
 
 class EpochFromOne(TQDMProgressBar):
@@ -95,6 +97,7 @@ class CifarCLI(LightningCLI):
             super().__init__(*args, **kwargs)
         finally:  # a fit that failed before writing anything gives its folder back
             if self.reserved_run is not None:
+                os.environ.pop(RUN_ENV, None)
                 remove_if_empty(self.reserved_run)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -161,11 +164,16 @@ class CifarCLI(LightningCLI):
             self._log_into(config, run)
 
     def _reserve_run(self, config: Namespace) -> None:
-        """A new fit's ``version_N``, taken with mkdir so that fits started together never share one."""
+        """A new fit's ``version_N``, taken with mkdir so that fits started together never share one. The
+        processes DDP starts run this command again: they take rank 0's folder, which they inherit in RUN_ENV."""
         if config.checkpoint.get("dirpath"):
+            return
+        if (inherited := os.environ.get(RUN_ENV)) and int(os.environ.get("LOCAL_RANK", "0")) > 0:
+            self._log_into(config, Path(inherited))
             return
         save_dir, name = run_location(config)
         self.reserved_run = reserve_run(save_dir, name)
+        os.environ[RUN_ENV] = str(self.reserved_run)
         self._log_into(config, self.reserved_run)
 
     @staticmethod

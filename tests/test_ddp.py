@@ -27,6 +27,8 @@ class RecordBatches(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+        runs = sorted(p.name for p in Path(trainer.checkpoint_callback.dirpath).parents[1].iterdir())
+        (self.folder / f"rank{trainer.global_rank}.runs").write_text(" ".join(runs))
 
 
 @pytest.mark.slow
@@ -48,8 +50,9 @@ def test_two_process_ddp_shares_out_training_and_validates_on_everything(tmp_pat
     assert [len(s) for s in seen] == [256, 256]
     assert not set(seen[0]) & set(seen[1]) and len(set(seen[0]) | set(seen[1])) == 512
 
-    # one run folder, one event file, one best checkpoint and last
+    # one run folder, one event file, one best checkpoint and last; the second rank never took a folder
     runs = tmp_path / "lightning_logs" / "model1"
+    assert {(tmp_path / f"rank{r}.runs").read_text() for r in (0, 1)} == {"version_0"}  # while training
     assert [p.name for p in runs.iterdir()] == ["version_0"]
     run = runs / "version_0"
     assert len(list(run.glob("events.out.tfevents.*"))) == 1
