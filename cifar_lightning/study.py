@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from cifar_lightning.cli import config_location
+from cifar_lightning import cli
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import LAST, Run, best_in, model_runs
 
@@ -20,7 +20,7 @@ from cifar_lightning.runs import LAST, Run, best_in, model_runs
 def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
     """What this (config, seed) with these options still needs: ``done``, ``test`` (a finished run), ``resume`` or
     ``fit``. Only runs of the same length count, in the folders these options make fit use."""
-    save_dir, name, epochs = config_location(config, tuple(extra))
+    save_dir, name, epochs = cli.config_location(config, tuple(extra))
     runs = [r for r in model_runs(save_dir, name, seed=seed) if r.max_epochs == epochs]
     finished = [r for r in runs if r.complete and best_in(r.path / "checkpoints") is not None]
     if finished:
@@ -34,8 +34,6 @@ def run_one(config: Path, seed: int, epochs: int | None, extra: list[str]) -> tu
 
     The unit of a study, sequential or a Ray Tune trial: run again after a failure, it continues the run.
     """
-    from cifar_lightning import cli
-
     options = [*extra, f"--trainer.max_epochs={epochs}"] if epochs else extra
     common = [f"--config={config}", f"--seed_everything={seed}", *options]
     step, run = plan(config, seed, options)
@@ -91,7 +89,7 @@ def run_study(
         raise CifarError("no configs to run: pass --configs FILE ... or run from the repository root")
     extra = shlex.split(args)
     for config in files:
-        config_location(config, tuple(extra))  # a missing or broken file, or a bad option, fails before any run
+        cli.config_location(config, tuple(extra))  # a missing or broken file, or a bad option, fails before any run
     pairs = [(config, seed) for config in files for seed in seeds or [0]]
     if parallel is None:
         parallel = _ray_installed()
