@@ -108,12 +108,14 @@ def study_trials(
     finally:
         if started:
             ray.shutdown()
-    failed = [r for r in results if r.error is not None]
-    for result in failed:
-        print(f"study: trial {result.config['pair']} failed: {str(result.error).splitlines()[-1]}", file=sys.stderr)
-    if failed:
+    # a trial reports once, when its run is fitted and tested: one without a report was stopped (Ctrl-C)
+    unfinished = [r for r in results if r.error is not None or "run" not in (r.metrics or {})]
+    for result in unfinished:
+        why = str(result.error).splitlines()[-1] if result.error is not None else "stopped before it finished"
+        print(f"study: {result.config['pair']['config']} seed {result.config['pair']['seed']}: {why}", file=sys.stderr)
+    if unfinished:
         print("study: run the same command again to continue", file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if unfinished else 0
 
 
 def read_space(path: Path) -> dict[str, Any]:

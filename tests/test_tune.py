@@ -2,8 +2,12 @@
 a restarted study skips finished trials, and a sweep writes a table and a config that trains."""
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,3 +154,30 @@ def test_without_the_extra_study_and_sweep_say_how_to_install_it(run_cli, tmp_pa
         assert package_main(argv) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "pip install -e '.[tune]'" in err
+
+
+@pytest.mark.slow
+def test_a_study_stopped_with_ctrl_c_continues_with_the_same_command(tmp_path, data_dir, run_cli):
+    pytest.importorskip("ray.tune", reason="the tune extra: pip install -e '.[tune]'")
+    study = [sys.executable, "-m", "cifar_lightning", "study", "--configs=configs/model1.yaml", "--seeds", "0",
+             "--epochs=30", f"--args={quick(data_dir)}", "--parallel=true"]  # fmt: skip
+    env = {**os.environ, "RAY_worker_niceness": "0"}
+    last = tmp_path / "lightning_logs/model1/version_0/checkpoints/last.ckpt"
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    process = subprocess.Popen(study, cwd=tmp_path, env=env, **output)
+    deadline = time.monotonic() + 240
+    while not last.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=240)
+    assert process.returncode != 0, out
+    assert "study: configs/model1.yaml seed 0: stopped before it finished" in out
+    assert "run the same command again to continue" in out
+    stopped_at = torch.load(last, weights_only=True)["global_step"]
+    assert 0 < stopped_at < 120
+
+    again = subprocess.run(study, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "study: configs/model1.yaml seed 0: resume" in again.stdout + again.stderr
+    assert [p.name for p in last.parents[2].iterdir()] == ["version_0"]
+    assert torch.load(last, weights_only=True)["global_step"] == 120  # 30 epochs of 4 batches, in one run
