@@ -40,7 +40,7 @@ echo "gpu-runs.sh: $# runs, $TRAIN s to train"
 for run in "$@"; do
   config=${run%%:*} seed=${run#*:}
   name=$(basename "$config" .yaml)-seed$seed
-  timeout -s TERM -k 30 "$TRAIN" python3 -m cifar_lightning study --configs "$config" --seeds "$seed" \
+  timeout -s TERM -k 30 "$TRAIN" python3 -m cifar_lightning study --configs "$config" --seeds "$seed" --parallel false \
     --args "--data.data_dir=$DATA --data.download=false --trainer.enable_progress_bar=false" \
     >"$LOGS/$name.log" 2>&1 &
 done
