@@ -12,6 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
+
 from cifar_lightning import cli
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import LAST, Run, best_in, model_runs
@@ -62,11 +64,11 @@ def _ray_installed() -> bool:
 def run_study(
     configs: list[str] | None = None,
     seeds: list[int] | None = None,
-    epochs: int | None = None,
+    epochs: PositiveInt | None = None,
     args: str = "",
     parallel: bool | None = None,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float | None = None,
+    cpus_per_trial: PositiveFloat = 1.0,
+    gpus_per_trial: NonNegativeFloat | None = None,
     address: str | None = None,
 ) -> int:
     """Fit and test each config with each seed; run the same command again to continue a stopped study.

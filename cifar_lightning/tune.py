@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.cli import config_location
@@ -212,13 +213,13 @@ def _set(tree: dict[str, Any], key: str, value: Any) -> None:
 def sweep(
     config: str,
     space: str,
-    trials: int = 8,
-    epochs: int | None = None,
-    grace_epochs: int = 1,
+    trials: PositiveInt = 8,
+    epochs: PositiveInt | None = None,
+    grace_epochs: PositiveInt = 1,
     name: str | None = None,
     seed: int = 0,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float | None = None,
+    cpus_per_trial: PositiveFloat = 1.0,
+    gpus_per_trial: NonNegativeFloat | None = None,
     address: str | None = None,
     args: str = "",
     out: str | None = None,

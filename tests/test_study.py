@@ -137,3 +137,21 @@ def test_a_study_looks_for_its_runs_where_its_options_put_them(study, run_cli, t
     assert study.commands == []  # the second call found the finished, tested run
     assert [p.name for p in (tmp_path / "elsewhere/model1").iterdir()] == ["version_0"]
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "key"),
+    [
+        (["study", "--cpus_per_trial", "0"], "cpus_per_trial"),
+        (["study", "--gpus_per_trial", "-1"], "gpus_per_trial"),
+        (["study", "--epochs", "0"], "epochs"),
+        (["sweep", "--config=configs/model1.yaml", "--space=s.yaml", "--trials", "0"], "trials"),
+    ],
+)
+def test_shares_and_counts_out_of_range_are_refused_before_anything_runs(argv, key, capsys):
+    from cifar_lightning.__main__ import main as package_main
+
+    with pytest.raises(SystemExit) as stop:
+        package_main(argv)
+    assert stop.value.code == 2
+    assert f'Parser key "{key}"' in capsys.readouterr().err
