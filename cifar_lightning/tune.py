@@ -178,13 +178,14 @@ def trial_table(results: Any, keys: list[str]) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         history = result.metrics_dataframe
+        values = {k: result.config[k] for k in keys}
         if history is None or "val_acc" not in history:
-            rows.append({**{k: result.config[k] for k in keys}, "val/acc": None, "epoch": None, "epochs": 0, "s": None})
+            rows.append({**values, "val/acc": None, "epoch": None, "epochs": 0, "s": None})
             continue
         best = history["val_acc"].idxmax()
         rows.append(
             {
-                **{k: result.config[k] for k in keys},
+                **values,
                 "val/acc": float(history["val_acc"][best]),
                 "epoch": int(history["training_iteration"][best]),
                 "epochs": int(history["training_iteration"].max()),
