@@ -1,6 +1,7 @@
-"""A callback for the Ray Tune tests, imported by class path in Ray's worker processes (tests/ is on their path)."""
+"""Callbacks for the Ray Tune tests, imported by class path in Ray's worker processes (tests/ is on their path)."""
 
 import os
+import time
 from pathlib import Path
 
 import lightning as L
@@ -17,3 +18,13 @@ class DieOnce(L.Callback):
         if trainer.global_step == self.step and not self.marker.exists():
             self.marker.touch()
             os._exit(1)
+
+
+class Slow(L.Callback):
+    """Sleep after every training step, so that a run of generated data cannot finish before a signal lands."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args: object) -> None:
+        time.sleep(self.seconds)

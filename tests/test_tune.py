@@ -160,8 +160,11 @@ def test_without_the_extra_study_and_sweep_say_how_to_install_it(run_cli, tmp_pa
 def test_a_study_stopped_with_ctrl_c_continues_with_the_same_command(tmp_path, data_dir, run_cli):
     pytest.importorskip("ray.tune", reason="the tune extra: pip install -e '.[tune]'")
     study = [sys.executable, "-m", "cifar_lightning", "study", "--configs=configs/model1.yaml", "--seeds", "0",
-             "--epochs=30", f"--args={quick(data_dir)}", "--parallel=true"]  # fmt: skip
-    env = {**os.environ, "RAY_worker_niceness": "0"}
+             "--epochs=30", "--parallel=true",
+             f"--args={quick(data_dir)} --trainer.callbacks+=dying.Slow --trainer.callbacks.seconds=0.1"]  # fmt: skip
+    # 120 steps of at least 0.1 s: the signal, sent after the first epoch, lands long before the run could end
+    path = os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "RAY_worker_niceness": "0", "PYTHONPATH": path}
     last = tmp_path / "lightning_logs/model1/version_0/checkpoints/last.ckpt"
     output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
     process = subprocess.Popen(study, cwd=tmp_path, env=env, **output)
