@@ -83,9 +83,11 @@ class CIFARClassifier(L.LightningModule):
 
     Nothing in a training step waits for the GPU: the epoch's loss and accuracy are summed on the
     device, and the finiteness check reads its device-side flag only on logging steps and before a
-    checkpoint is written (on the CPU, where reading is free, every step). With CUDA graphs, the
-    forward, backward, finiteness check and sums are one graph replay; Lightning still runs the
-    optimizer step, schedule and gradient clipping.
+    checkpoint is written (on the CPU, where reading is free, every step). A step checks its loss; the
+    weights (all 890k numbers) are checked only before a checkpoint is written, since a non-finite
+    gradient with a finite loss shows in the next step's loss. With CUDA graphs, the forward, backward,
+    loss check and sums are one graph replay; Lightning still runs the optimizer step, schedule and
+    gradient clipping.
     """
 
     def __init__(
@@ -176,25 +178,33 @@ class CIFARClassifier(L.LightningModule):
         correct = (logits.argmax(1) == y).sum().to(loss.dtype)
         self.train_sums.add_(torch.stack([loss * len(y), correct, torch.full_like(loss, len(y))]))
 
-    def _record_finite(self) -> None:
-        """Record the first step whose loss or gradient is not finite, on the device (no wait for the GPU)."""
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        finite = torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
+    def _record_finite(self, values: Tensor) -> None:
+        """Record the first step where ``values`` are not all finite, on the device (no wait for the GPU).
+        Under 16-mixed the grad scaler deals with overflows (it skips the step and lowers its scale)."""
+        if self._trainer is not None and self.trainer.precision == "16-mixed":
+            return
+        finite = torch.isfinite(values).all()
         first = self._first_nonfinite_step
         first.copy_(torch.where(finite | (first >= 0), first, self._step))
+
+    def _check_weights(self) -> None:
+        """Before a checkpoint: the weights the last step left (a non-finite gradient reaches them with a finite
+        loss, and the next step's loss is not computed yet)."""
+        self._record_finite(torch.stack(torch._foreach_norm([p.detach() for p in self.parameters()])))
+        self._check_finite()
 
     def _forward_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training forward and loss, added to the epoch's sums."""
         logits = self(x)
         loss = self.loss(logits, y)
         self._sum_epoch(loss, logits, y)
+        self._record_finite(loss.detach())
         return loss, logits
 
     def _graphed_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Everything a training step does on the device, the part one CUDA graph replays."""
         loss, logits = self._forward_loss(x, y)
         loss.backward()
-        self._record_finite()
         return loss.detach(), logits.detach()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
@@ -217,10 +227,6 @@ class CIFARClassifier(L.LightningModule):
             super().backward(loss, *args, **kwargs)
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.trainer.precision == "16-mixed":  # the grad scaler skips overflowing steps (and lowers its scale)
-            return
-        if not self._graphed:
-            self._record_finite()
         if self._flag_is_cheap_to_read() or self._logs_this_step():
             self._check_finite()
 
@@ -234,7 +240,8 @@ class CIFARClassifier(L.LightningModule):
             return
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         raise NonFiniteLossError(
-            f"training stopped: the loss or its gradient is not finite at step {step} (epoch {self.current_epoch}). "
+            f"training stopped: the loss (or the weights its step updated) is not finite at step {step} "
+            f"(epoch {self.current_epoch}). "
             f"The learning rate ({lr:g}) is likely too high: lower model.optimizer.init_args.lr. "
             "The last checkpoint holds the last finite state."
         )
@@ -325,7 +332,7 @@ class CIFARClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._check_finite()  # never write weights a non-finite step has touched
+        self._check_weights()  # never write weights a non-finite step has touched
         checkpoint["rng_states"] = rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

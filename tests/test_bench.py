@@ -50,7 +50,7 @@ def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys):
     assert any("bare Trainer, batch 32 (" in label for label in labels)
     assert any("command line, all defaults, batch 32 (ms/step, steps 50-56" in label for label in labels)
     assert sum("bf16-mixed" in label for label in labels) == 2
-    assert sum("plain loop, batch 32, " in label for label in labels) == len(bench.PLAIN_VARIANTS)
+    assert sum("plain loop script, batch 32, " in label for label in labels) == len(bench.PLAIN_VARIANTS)
     command_line = next(row for row in rows if "command line" in row)
     cli_ms, plain_ms, ratio = (float(re.sub("[^0-9.]", "", cell)) for cell in command_line.split(" | ")[1:4])
     assert cli_ms > 0 and plain_ms > 0 and ratio == pytest.approx(plain_ms / cli_ms, rel=1e-2)

@@ -51,10 +51,13 @@ def test_an_overflowing_fp16_step_is_left_to_the_grad_scaler(monkeypatch, precis
 
     model = CIFARClassifier()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    fake = SimpleNamespace(precision=precision, optimizers=[optimizer], log_every_n_steps=0)
+    fake = SimpleNamespace(
+        precision=precision, optimizers=[optimizer], log_every_n_steps=0, global_step=0, current_epoch=0
+    )
     monkeypatch.setattr(CIFARClassifier, "trainer", property(lambda self: fake))
-    for p in model.parameters():
-        p.grad = torch.full_like(p, math.inf)
+    monkeypatch.setattr(model, "_trainer", fake)
+    x = torch.full((2, 3, 32, 32), math.inf)  # an overflowing forward pass: the loss is not finite
+    model.training_step((x, torch.zeros(2, dtype=torch.long)), 0)
     if stops:
         with pytest.raises(NonFiniteLossError, match="not finite at step 0"):
             model.on_before_optimizer_step(optimizer)
@@ -83,3 +86,31 @@ def test_the_study_configs_leave_test_time_augmentation_off():
     for config in sorted(CONFIG_DIR.glob("*.yaml")):
         cli = LightningCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
         assert cli.model.tta is False, config.name
+
+
+def test_the_costly_parts_of_a_step_run_once_per_n_steps(run_cli, monkeypatch):
+    """24 steps, logging every 8, last.ckpt every 10: the weights' finiteness check runs once per checkpoint,
+    step metrics once per logging step and, where reading the device-side flag waits for a GPU, the flag is
+    read on logging steps and before checkpoints only; none of them every step."""
+    import lightning as L
+
+    counts = {"weights": 0, "flag": 0, "saves": 0, "logged": 0}
+
+    def count(owner, name, key, when=lambda *args: True):
+        original = getattr(owner, name)
+
+        def counted(*args, **kwargs):
+            counts[key] += when(*args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+    count(CIFARClassifier, "_check_weights", "weights")
+    count(CIFARClassifier, "_check_finite", "flag")
+    count(L.Trainer, "save_checkpoint", "saves")
+    count(CIFARClassifier, "log", "logged", lambda self, name, *args: name == "train/loss")
+    monkeypatch.setattr(CIFARClassifier, "_flag_is_cheap_to_read", lambda self: False)  # as on a GPU
+    args = [*FIT[:2], "--trainer.max_epochs=1", "--data.batch_size=16", "--trainer.limit_train_batches=24"]
+    assert run_cli(*args, "--trainer.log_every_n_steps=8", "--resume_checkpoint.every_n_train_steps=10") == 0
+    # saves: last.ckpt at steps 10 and 20 and at the epoch's end, the best checkpoint after validation
+    assert counts == {"weights": 4, "flag": 3 + 4, "saves": 4, "logged": 3}
