@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import TEST_RESULTS, hyperparameters, run_of
+from cifar_lightning.runs import TEST_RESULTS, TEST_RESULTS_TTA, hyperparameters, run_of
 
 HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 
@@ -124,9 +124,10 @@ def run_hyperparameters(trainer: L.Trainer, pl_module: L.LightningModule) -> dic
 
 
 class TestResults(L.Callback):
-    """After ``test``: ``test_results.json`` (accuracy, loss, per-class accuracy, confusion matrix) and
-    ``confusion_matrix.png`` in the tested checkpoint's run folder, where the report finds them; the
-    confusion matrix also goes to TensorBoard."""
+    """After ``test``: ``test_results.json`` (accuracy, loss, calibration, per-class accuracy, confusion matrix),
+    ``confusion_matrix.png`` and ``reliability.png`` in the tested checkpoint's run folder, where the report finds
+    them; the figures also go to TensorBoard. With test-time augmentation (``model.tta``) the files end in
+    ``_tta``, so both tests of one checkpoint are kept."""
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -145,11 +146,14 @@ class TestResults(L.Callback):
             "per_class_acc": per_class_accuracy(confusion).tolist(),
             "confusion": confusion.tolist(),
         }
-        atomic_write(run / TEST_RESULTS, lambda f: f.write(json.dumps(record, indent=2)), mode="w")
-        figure = confusion_figure(confusion, f"{run.parent.name}/{run.name}: test confusion matrix")
+        tta = bool(getattr(pl_module, "tta", False))
+        suffix, title = "_tta" if tta else "", f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")
+        results = run / (TEST_RESULTS_TTA if tta else TEST_RESULTS)
+        atomic_write(results, lambda f: f.write(json.dumps(record, indent=2)), mode="w")
+        figure = confusion_figure(confusion, f"{title}: test confusion matrix")
         png = io.BytesIO()
         figure.savefig(png, format="png", dpi=100)
-        image = run / "confusion_matrix.png"
+        image = run / f"confusion_matrix{suffix}.png"
         atomic_write(image, lambda f: f.write(png.getvalue()))
         outputs = getattr(pl_module, "test_outputs", [])
         if outputs:
@@ -157,15 +161,15 @@ class TestResults(L.Callback):
             from cifar_lightning.figures import reliability_figure
 
             logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
-            diagram = reliability_figure(reliability(logits, labels), f"{run.parent.name}/{run.name}: test reliability")
+            diagram = reliability_figure(reliability(logits, labels), f"{title}: test reliability")
             png = io.BytesIO()
             diagram.savefig(png, format="png", dpi=100)
-            atomic_write(run / "reliability.png", lambda f: f.write(png.getvalue()))
+            atomic_write(run / f"reliability{suffix}.png", lambda f: f.write(png.getvalue()))
             for logger in _tensorboards(trainer):
-                logger.experiment.add_figure("test/reliability", diagram, global_step=trainer.global_step)
+                logger.experiment.add_figure(f"test/reliability{suffix}", diagram, global_step=trainer.global_step)
         for logger in _tensorboards(trainer):
-            logger.experiment.add_figure("test/confusion_matrix", figure, global_step=trainer.global_step)
-            if "test/acc" in metrics:
+            logger.experiment.add_figure(f"test/confusion_matrix{suffix}", figure, global_step=trainer.global_step)
+            if "test/acc" in metrics and not tta:  # HPARAMS compare runs tested alike
                 logger.log_metrics({"hparams/test_acc": metrics["test/acc"]}, step=trainer.global_step)
         self._lines = [
             f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}"
@@ -175,7 +179,7 @@ class TestResults(L.Callback):
             self._lines.append(
                 f"expected calibration error {metrics['test/ece']:.4f}; {scaled:.4f} after temperature scaling"
             )
-        self._lines.append(f"result saved to {run / TEST_RESULTS}, confusion matrix to {image}")
+        self._lines.append(f"result saved to {results}, confusion matrix to {image}")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """After the progress bar's last line."""

@@ -19,6 +19,7 @@ from cifar_lightning.data import TRAIN_SIZE
 from cifar_lightning.errors import CifarError
 
 TEST_RESULTS = "test_results.json"
+TEST_RESULTS_TTA = "test_results_tta.json"  # a test with test-time augmentation, beside the plain one
 CONFIG_FILE = "config.yaml"
 LAST = "last.ckpt"
 DEFAULT_SAVE_DIR = "lightning_logs"
@@ -104,6 +105,7 @@ class Run:
     test: dict[str, Any] | None
     configured_epochs: int | None  # max_epochs of configs/<model>.yaml, to tell a capped run
     epoch_seconds: float | None = None  # median wall time between epoch ends (robust to a resume's gap)
+    test_tta: dict[str, Any] | None = None  # the test with test-time augmentation (--model.tta true), if run
 
     @property
     def max_epochs(self) -> int | None:
@@ -178,8 +180,8 @@ def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
     ends = sorted({e.step: e.wall_time for e in events.Scalars("train/loss_epoch")}.values()) if epoch_ends else []
     gaps = sorted(b - a for a, b in zip(ends, ends[1:], strict=False))
     epoch_seconds = gaps[len(gaps) // 2] if gaps else None
-    test = read_file(path / TEST_RESULTS, json.loads)
-    return Run(model, path, config, scalars, test, configured_epochs, epoch_seconds)
+    test, test_tta = (read_file(path / name, json.loads) for name in (TEST_RESULTS, TEST_RESULTS_TTA))
+    return Run(model, path, config, scalars, test, configured_epochs, epoch_seconds, test_tta)
 
 
 def run_location(config: Mapping[str, Any], config_file: str | Path | None) -> tuple[str, str]:

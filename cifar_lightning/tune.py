@@ -51,12 +51,16 @@ def _start(address: str | None, gpus_per_trial: float | None) -> tuple[bool, flo
 
 
 def _enter(root: str, cpus: float) -> None:
-    """A trial starts in a folder of Ray's: work from the repository root, with the threads it was given."""
+    """A trial starts in a folder of Ray's: work from the repository root, with the threads it was given and
+    the command line's malloc setting (the worker process is the trial's while it runs)."""
     import torch
+
+    from cifar_lightning.malloc import keep_freed_memory
 
     os.chdir(root)
     sys.argv = sys.argv[:1]  # the worker's own arguments are not the CLI's
     torch.set_num_threads(max(1, int(cpus)))
+    keep_freed_memory()
 
 
 def _run_config(name: str, save_dir: str) -> Any:

@@ -306,16 +306,21 @@ def test_values_the_checkpoint_overrides_are_named(run_cli, tmp_path, capsys):
     assert "data.mean" in err and "replaced by the checkpoint's (0.5, 0.5, 0.5)" in err
 
 
-def test_channels_last_is_chosen_for_the_device_the_model_will_run_on(monkeypatch):
+@pytest.mark.parametrize(
+    ("device", "precision", "chosen"),
+    [("cuda", "32-true", True), ("cuda", "bf16-mixed", True), ("cpu", "32-true", False), ("cpu", "bf16-mixed", True)],
+)
+def test_channels_last_is_chosen_for_the_device_the_model_will_run_on(monkeypatch, device, precision, chosen):
     from types import SimpleNamespace
 
     import torch
 
     model = CIFARClassifier()
-    fake = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), state=SimpleNamespace(fn="x"))
+    strategy = SimpleNamespace(root_device=torch.device(device))
+    fake = SimpleNamespace(strategy=strategy, precision=precision, state=SimpleNamespace(fn="x"))
     monkeypatch.setattr(CIFARClassifier, "trainer", property(lambda self: fake))
     model.configure_model()  # still on the CPU, as when Lightning calls it
-    assert model.channels_last is True
+    assert model.channels_last is chosen
 
 
 def test_predict_refuses_several_devices():

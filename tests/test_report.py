@@ -159,3 +159,36 @@ def test_not_run_estimates_scale_by_training_images(tmp_path):
     capped = run(32, 400, 12.0)  # 400 batches of 32 in 12 s
     hours, used = estimate_hours(STUDY["model2"], [capped, run(128, 383, 30.0)])
     assert used is capped and hours == pytest.approx(50 * 49_000 * 12.0 / (400 * 32) / 3600)
+
+
+def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, data_dir):
+    for config in ("model4", "model4-aug-ema-cutout"):
+        for seed in (0, 1):
+            args = [f"--config=configs/{config}.yaml", f"--seed_everything={seed}"]
+            assert run_cli("fit", *args, *QUICK) == 0
+            assert run_cli("test", *args) == 0
+    tta = ["--config=configs/model4-aug-ema-cutout.yaml", "--model.tta=true"]
+    assert all(run_cli("test", *tta, f"--seed_everything={seed}") == 0 for seed in (0, 1))
+    logs = tmp_path / "lightning_logs"
+    report = (write_report(str(logs), str(tmp_path / "out"), str(data_dir), "configs") / "report.md").read_text()
+
+    section = report.split("## Ablation ladder")[1].split("\n## ")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    assert [row[1] for row in rows[1:]] == [
+        "`model4`",
+        "`model4-aug-ema-cutout`",
+        "`model4-aug-ema-cutout` tested with `--model.tta true`",
+    ]  # rungs without runs are left out
+    for row, model, name in zip(rows[1:], ("model4", *["model4-aug-ema-cutout"] * 2), ("", "", "_tta"), strict=True):
+        tests = [json.loads((logs / model / f"version_{v}" / f"test_results{name}.json").read_text()) for v in (0, 1)]
+        accs = [100 * t["test/acc"] for t in tests]
+        mean = sum(accs) / 2
+        std = abs(accs[0] - accs[1]) / 2**0.5
+        assert row[2:4] == ["2", "2"]
+        assert row[4] == f"{mean:.2f} ± {std:.2f}% ({accs[0]:.2f}, {accs[1]:.2f})"
+    plain, mirrored = (
+        json.loads((logs / "model4-aug-ema-cutout/version_1" / name).read_text())
+        for name in ("test_results.json", "test_results_tta.json")
+    )
+    assert plain["checkpoint"] == mirrored["checkpoint"] and plain["test/loss"] != mirrored["test/loss"]
+    assert (logs / "model4-aug-ema-cutout/version_1/confusion_matrix_tta.png").is_file()
