@@ -25,10 +25,15 @@ def test_every_plain_loop_variant_trains_the_network():
     images = torch.from_numpy(make_arrays(n_train=256)["x_train"]).permute(0, 3, 1, 2).contiguous()
     labels = torch.randint(0, 10, (256,))
     threads = torch.get_num_threads()
-    for variant in bench.PLAIN_VARIANTS.values():
-        assert bench.plain_loop(images, labels, 32, steps=2, warmup=1, **variant) > 0
+    for variant in bench.PLAIN_VARIANTS.values():  # the malloc setting is the script's (plain_loop_process)
+        options = {k: v for k, v in variant.items() if k != "keep_freed_memory"}
+        assert bench.plain_loop(images, labels, 32, steps=2, warmup=1, **options) > 0
     assert torch.get_num_threads() == threads  # the 1-thread variant puts the thread count back
     assert bench.independent_loop(images, labels, 32, steps=9, warmup=1) > 0  # runs past an epoch of 8 batches
+
+
+def test_the_plain_loop_runs_in_a_fresh_process(bench_data):
+    assert bench.plain_loop_process(str(bench_data), 32, steps=2, warmup=1, keep_freed_memory=True) > 0
 
 
 def test_a_failing_command_line_run_stops_the_benchmark_with_its_output(bench_data, monkeypatch):
