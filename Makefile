@@ -4,10 +4,12 @@ MODEL ?= model7b
 ARGS ?=
 EPOCHS ?=
 SEEDS ?= 0
-STUDY_CONFIGS ?= $(sort $(wildcard configs/*.yaml))
+STUDY_CONFIGS ?= $(foreach m,model1 model2 model3 model4 model5 model6 model7 model7b,configs/$(m).yaml)
+LADDER_CONFIGS ?= configs/model4.yaml configs/model4-aug.yaml configs/model4-aug-ema.yaml configs/model4-aug-ema-cutout.yaml
+LADDER_SEEDS ?= 0 1 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format try fit evaluate study report bench tensorboard clean
+.PHONY: help install test lint format try fit evaluate study ladder report bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,7 +47,13 @@ evaluate: install  ## test MODEL's best checkpoint on the 10,000 test images
 	$(PYTHON) -m cifar_lightning test --config configs/$(MODEL).yaml --ckpt_path best $(ARGS)
 
 study: install  ## fit and test every config with every seed, then write reports/ (SEEDS="0 1 2", EPOCHS=1 for a quick pass); run again to continue a stopped study
-	$(PYTHON) -m cifar_lightning study --configs $(STUDY_CONFIGS) --seeds $(SEEDS)$(if $(EPOCHS), --epochs $(EPOCHS)) --args '$(ARGS)'
+	$(PYTHON) -m cifar_lightning study --configs $(STUDY_CONFIGS) --seeds $(SEEDS)$(if $(EPOCHS), --epochs $(EPOCHS)) --args='$(ARGS)'
+	$(PYTHON) -m cifar_lightning report
+
+ladder: install  ## the ablation ladder (model4, +augmentation and schedule, +EMA, +cutout, +TTA) over LADDER_SEEDS; EPOCHS=N caps each run
+	$(PYTHON) -m cifar_lightning study --configs $(LADDER_CONFIGS) --seeds $(LADDER_SEEDS)$(if $(EPOCHS), --epochs $(EPOCHS)) --args='$(ARGS)'
+	for seed in $(LADDER_SEEDS); do $(PYTHON) -m cifar_lightning test --config configs/model4-aug-ema-cutout.yaml \
+	  --seed_everything $$seed --model.tta true$(if $(EPOCHS), --trainer.max_epochs $(EPOCHS)) $(ARGS) || exit 1; done
 	$(PYTHON) -m cifar_lightning report
 
 report: install  ## write reports/ (tables, curves, samples) from the runs under lightning_logs/

@@ -41,7 +41,7 @@ for run in "$@"; do
   config=${run%%:*} seed=${run#*:}
   name=$(basename "$config" .yaml)-seed$seed
   timeout -s TERM -k 30 "$TRAIN" python3 -m cifar_lightning study --configs "$config" --seeds "$seed" --parallel false \
-    --args "--data.data_dir=$DATA --data.download=false --trainer.enable_progress_bar=false" \
+    "--args=--data.data_dir=$DATA --data.download=false --trainer.enable_progress_bar=false" \
     >"$LOGS/$name.log" 2>&1 &
 done
 wait $(jobs -p | grep -v "^$SAMPLER$")
