@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from cifar_lightning.report import write_report
 from cifar_lightning.runs import model_runs
 
@@ -9,16 +11,18 @@ ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"
 
 
-def test_the_committed_report_regenerates_from_the_committed_runs(tmp_path, monkeypatch):
+@pytest.mark.parametrize("folder", ["results", "results/ladder"])
+def test_the_committed_report_regenerates_from_the_committed_runs(tmp_path, monkeypatch, folder):
     monkeypatch.chdir(ROOT)  # the runs' config.yaml name data/ relative to the repository root
-    out = write_report("results/runs", str(tmp_path), None, "configs")
-    fresh, committed = (out / "report.md").read_text(), (RESULTS / "report.md").read_text()
+    out = write_report(f"{folder}/runs", str(tmp_path), None, "configs")
+    committed_folder = ROOT / folder
+    fresh, committed = (out / "report.md").read_text(), (committed_folder / "report.md").read_text()
     if (ROOT / "data/cifar10.npz").is_file():
         assert fresh == committed
     else:  # without the images there is no normalization table; every result table must still match
         assert fresh.split("## Hyperparameters")[1] == committed.split("## Hyperparameters")[1]
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(
-        p.name for p in (RESULTS / "figures").iterdir()
+        p.name for p in (committed_folder / "figures").iterdir()
     )
 
 
