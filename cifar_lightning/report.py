@@ -183,6 +183,18 @@ def verdict(study: float | None, values: list[float]) -> str:
     return f"{side} the range, {abs(study - mean) / std:.1f} std from the mean"
 
 
+def _mean_std(values: list[float], scale: float = 100, digits: int = 2) -> str:
+    if not values:
+        return "—"
+    mean, std, _, _ = spread(values)
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def _mean_std_each(values: list[float]) -> str:
+    """Percentages as "mean ± std% (each value)"."""
+    return f"{_mean_std(values)}% ({', '.join(f'{100 * v:.2f}' for v in values)})"
+
+
 def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
     """Models run with several seeds: the spread of their best validation accuracy and test accuracy."""
     rows = []
@@ -191,18 +203,15 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
         if len(bests) < 2:
             continue
         accs = [b[0] for b in bests]
-        mean, std, low, high = spread(accs)
+        _, _, low, high = spread(accs)
         study = STUDY.get(model)
         tests = [r.test["test/acc"] for r in seeds if r.test and "test/acc" in r.test]
-        test_cell = "—"
-        if tests:
-            t_mean, t_std, _, _ = spread(tests)
-            test_cell = f"{100 * t_mean:.2f} ± {100 * t_std:.2f}% ({', '.join(f'{100 * t:.2f}' for t in tests)})"
+        test_cell = _mean_std_each(tests) if tests else "—"
         rows.append(
             [
                 model,
                 len(bests),
-                f"{100 * mean:.2f} ± {100 * std:.2f}%",
+                f"{_mean_std(accs)}%",
                 f"{100 * low:.2f}–{100 * high:.2f}%",
                 ", ".join(str(b[2]) for b in bests),
                 ", ".join(f"{b[1]:.4f}" for b in bests),
@@ -237,13 +246,6 @@ LADDER = (  # (logger name, tested with test-time augmentation, what the rung ad
 )
 
 
-def _mean_std(values: list[float], scale: float = 100, digits: int = 2) -> str:
-    if not values:
-        return "—"
-    mean, std, _, _ = spread(values)
-    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
-
-
 def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
     """The same network with one training trick more on each rung, each over its seeds (issue 15)."""
     rows = []
@@ -262,7 +264,7 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
                 f"`{model}`" + (" tested with `--model.tta true`" if tta else ""),
                 ", ".join(map(str, epochs)),
                 len(tests),
-                f"{_mean_std(accs)}% ({', '.join(f'{100 * a:.2f}' for a in accs)})",
+                _mean_std_each(accs),
                 _mean_std(ece, 1, 4),
                 _mean_std(scaled, 1, 4),
                 f"{_mean_std(bests)}%",
