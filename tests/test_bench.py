@@ -42,9 +42,24 @@ def test_a_failing_command_line_run_stops_the_benchmark_with_its_output(bench_da
         bench.cli_step_ms(str(bench_data), 0, 2, 4)
 
 
+def test_the_baseline_is_the_faster_way_to_normalize_on_this_machine(monkeypatch):
+    times = {True: [30.0, 28.0], False: [27.0, 29.0]}  # normalize_once: ms per step of its two runs
+
+    def fake(data_dir, batch_size, steps, warmup, keep_freed_memory, normalize_once=True):
+        assert keep_freed_memory  # as the command line runs
+        return times[normalize_once].pop(0)
+
+    monkeypatch.setattr(bench, "plain_loop_process", fake)
+    chosen, best = bench.fastest_baseline("data", 32, 10, 1)
+    assert chosen == "uint8 batch gathered, normalized each step"
+    assert best == {"float split normalized once": 28.0, "uint8 batch gathered, normalized each step": 27.0}
+
+
 @pytest.mark.slow
-def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys):
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys, has_bf16):
     monkeypatch.chdir(ROOT)  # the command-line rows run configs/model1.yaml
+    monkeypatch.setattr(bench, "cpu_has_bf16", lambda: has_bf16)
     threads = torch.get_num_threads()
     argv = ["--data_dir", str(bench_data), "--steps=3", "--warmup=1", "--cli_repeats=1", "--cli_span=6"]
     bench.main([*argv, "--batch_sizes", "32", "--variants", "--workers=0"])
@@ -54,8 +69,12 @@ def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys):
     assert any("independently written loop" in label for label in labels)
     assert any("bare Trainer, batch 32 (" in label for label in labels)
     assert any("command line, all defaults, batch 32, within the long run (ms/step" in label for label in labels)
-    assert sum("bf16-mixed" in label for label in labels) == 2
-    assert sum("plain loop script, batch 32, " in label for label in labels) == len(bench.PLAIN_VARIANTS)
+    assert sum("bf16-mixed" in label for label in labels) == (2 if has_bf16 else 0)
+    assert any("no bf16 instructions" in row for row in rows) is not has_bf16
+    bf16_variants = sum("bf16" in label for label in bench.PLAIN_VARIANTS)
+    variants = len(bench.PLAIN_VARIANTS) - (0 if has_bf16 else bf16_variants)
+    assert sum("plain loop script, batch 32, " in label for label in labels) == variants
+    assert next(row for row in rows if "the baseline below" in row).split(" | ")[1] in bench.BASELINE_CANDIDATES
     command_line = next(row for row in rows if "long minus short run (ms/step, steps 50-56" in row)
     cells = command_line.split(" | ")[1:4]
     cli_ms, plain_ms, ratio = (float(re.sub("[^0-9.]", "", cell.split(" (")[0])) for cell in cells)

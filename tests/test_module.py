@@ -114,3 +114,51 @@ def test_the_costly_parts_of_a_step_run_once_per_n_steps(run_cli, monkeypatch):
     assert run_cli(*args, "--trainer.log_every_n_steps=8", "--resume_checkpoint.every_n_train_steps=10") == 0
     # saves: last.ckpt at steps 10 and 20 and at the epoch's end, the best checkpoint after validation
     assert counts == {"weights": 4, "flag": 3 + 4, "saves": 4, "logged": 3}
+
+
+@pytest.mark.parametrize(
+    ("flags", "has"),
+    [
+        ("flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile", True),
+        ("flags\t\t: fpu sse avx2 amx_bf16", True),
+        ("Features\t: fp asimd bf16 i8mm", True),
+        ("flags\t\t: fpu sse avx2 avx512f avx512_vnni", False),
+    ],
+)
+def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path, flags, has):
+    from cifar_lightning.module import cpu_has_bf16
+
+    (tmp_path / "cpuinfo").write_text(f"processor\t: 0\n{flags}\n")
+    assert cpu_has_bf16(tmp_path / "cpuinfo") is has
+    assert cpu_has_bf16(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(
+    ("device", "precision", "has_bf16", "warns"),
+    [
+        ("cpu", "bf16-mixed", False, True),
+        ("cpu", "bf16-true", False, True),
+        ("cpu", "bf16-mixed", True, False),
+        ("cpu", "bf16-mixed", None, False),  # flags unreadable: say nothing rather than guess
+        ("cpu", "32-true", False, False),
+        ("cuda", "bf16-mixed", False, False),
+    ],
+)
+def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, device, precision, has_bf16, warns):
+    import warnings
+    from types import SimpleNamespace
+
+    from cifar_lightning import module
+
+    monkeypatch.setattr(module, "cpu_has_bf16", lambda: has_bf16)
+    fake = SimpleNamespace(
+        strategy=SimpleNamespace(root_device=torch.device(device)), precision=precision, state=SimpleNamespace(fn="x")
+    )
+    monkeypatch.setattr(CIFARClassifier, "trainer", property(lambda self: fake))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CIFARClassifier().configure_model()
+    said = [str(w.message) for w in caught if "bf16 instructions" in str(w.message)]
+    assert len(said) == warns
+    if warns:
+        assert precision in said[0] and "use 32-true" in said[0]
