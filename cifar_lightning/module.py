@@ -159,17 +159,17 @@ class CIFARClassifier(L.LightningModule):
         self.register_buffer("_first_nonfinite_step", torch.full((), -1), persistent=False)  # -1: all finite
 
     def configure_model(self) -> None:
-        if self.channels_last is None:  # the module is still on the CPU here: ask where it will run
-            # cuDNN's native layout; on the CPU a win only with bf16 (1.55x at batch 32, 2.46x at 128 over fp32
-            # in BENCHMARKS.md, against 1.25x and 1.72x for bf16 alone), a loss in fp32
-            cuda = self.trainer.strategy.root_device.type == "cuda"
-            self.channels_last = cuda or str(self.trainer.precision).startswith("bf16")
-        cpu = self.trainer.strategy.root_device.type == "cpu"
-        if cpu and str(self.trainer.precision).startswith("bf16") and cpu_has_bf16() is False:
+        device = self.trainer.strategy.root_device.type  # the module is still on the CPU here: ask where it will run
+        bf16 = str(self.trainer.precision).startswith("bf16")
+        if device == "cpu" and bf16 and cpu_has_bf16() is False:
             rank_zero_warn(
                 f"trainer.precision {self.trainer.precision} on a CPU without bf16 instructions (no avx512_bf16 or "
                 "amx_bf16 in /proc/cpuinfo) is emulated, about 10x slower than 32-true: use 32-true on this CPU"
             )
+        if self.channels_last is None:
+            # cuDNN's native layout; on the CPU a win only with bf16 (1.55x at batch 32, 2.46x at 128 over fp32
+            # in BENCHMARKS.md, against 1.25x and 1.72x for bf16 alone), a loss in fp32
+            self.channels_last = device == "cuda" or bf16
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net:
