@@ -1,7 +1,9 @@
 """``python -m cifar_lightning.bench``: throughput measured in one run on one machine, as ratios to baselines.
 
 - training images/s of ``fit`` through Lightning against a plain PyTorch loop written here
-  (same net, data, batch size and SGD), at each batch size;
+  (same net, data, batch size and SGD), at each batch size, the command line as users run it against
+  that loop in its own process, and Lightning's own cost per step (a Trainer fitting one number on the
+  same batches): the part of a step no change to this package's code can remove;
 - one epoch of batches from this package's data path against torchvision's CIFAR10 + ToTensor +
   Normalize + DataLoader(SubsetRandomSampler, num_workers=2);
 - evaluation images/s on the test split;
@@ -485,6 +487,11 @@ def main(argv: list[str] | None = None) -> None:
         ours = lightning_fit(args.data_dir, accelerator, bs, args.steps, args.warmup)
         row = f"| fit, bare Trainer, batch {bs} (train images/s; baseline: plain loop) | {ours:,.0f} | {plain:,.0f}"
         print(f"{row} | {ours / plain:.3f} |")
+        # what no change to this package's step can remove: Lightning's loop and the batches, with nothing to compute
+        floor = floor_ms(args.data_dir, accelerator, bs, 10 * args.steps, args.warmup)
+        step_ms = 1000 * bs / ours
+        row = f"| fit, bare Trainer, batch {bs}: Lightning and data alone, no network (ms/step; baseline: fit's step)"
+        print(f"{row} | {floor:.2f} | {step_ms:.2f} | {floor / step_ms:.1%} of the step |")
         # start-up cancels in the difference; both runs end inside the first epoch (no validation)
         short = 50
         long = min(short + args.cli_span, n_train // bs - 1)

@@ -68,6 +68,7 @@ def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys, has_b
     labels = [row.split(" | ")[0] for row in rows[1:]]
     assert any("independently written loop" in label for label in labels)
     assert any("bare Trainer, batch 32 (" in label for label in labels)
+    assert any("batch 32: Lightning and data alone, no network" in label for label in labels)
     assert any("command line, all defaults, batch 32, within the long run (ms/step" in label for label in labels)
     assert sum("bf16-mixed" in label for label in labels) == (2 if has_bf16 else 0)
     assert any("no bf16 instructions" in row for row in rows) is not has_bf16
