@@ -3,6 +3,8 @@ Python write what the command line writes: Ctrl-C handling, TensorBoard figures 
 result beside its run, and the prediction CSV."""
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import math
@@ -14,6 +16,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -21,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import TEST_RESULTS, TEST_RESULTS_TTA, hyperparameters, run_of
+from cifar_lightning.runs import CONFIG_FILE, TEST_RESULTS, best_in, hyperparameters, read_file, run_of
 
 HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 
@@ -71,7 +74,10 @@ class TensorBoardFigures(L.Callback):
         self.best_acc = -math.inf
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or not _tensorboards(trainer) or trainer.global_step > 0:
+        # A resume (a fit from a checkpoint) has them in its run already. Here, before Lightning writes
+        # hparams.yaml, the global step is still 0 for a resume too (Lightning 2.6 restores the loops after this
+        # hook), so the checkpoint path is what tells.
+        if not trainer.is_global_zero or not _tensorboards(trainer) or trainer.ckpt_path is not None:
             return
         from cifar_lightning.figures import samples_figure
 
@@ -124,10 +130,15 @@ def run_hyperparameters(trainer: L.Trainer, pl_module: L.LightningModule) -> dic
 
 
 class TestResults(L.Callback):
-    """After ``test``: ``test_results.json`` (accuracy, loss, calibration, per-class accuracy, confusion matrix),
-    ``confusion_matrix.png`` and ``reliability.png`` in the tested checkpoint's run folder, where the report finds
-    them; the figures also go to TensorBoard. With test-time augmentation (``model.tta``) the files end in
-    ``_tta``, so both tests of one checkpoint are kept."""
+    """After ``test``: a record of what was tested and how it did (accuracy, loss, calibration, per-class accuracy,
+    confusion matrix), ``confusion_matrix.png`` and ``reliability.png`` in the tested checkpoint's run folder,
+    where the report finds them; the figures also go to TensorBoard.
+
+    The record says what was tested: the checkpoint and whether it is its run's best, the number of images and
+    whether that is the whole test split, the data file (path and SHA-256), the precision and test-time
+    augmentation. Only the run's study result, a full test of its best checkpoint on the data it trained on, is
+    ``test_results.json`` (``test_results_tta.json`` with TTA); any other test is kept beside it under a name that
+    says how it differs (``test_results-last-200images.json``) and never replaces it."""
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -140,15 +151,13 @@ class TestResults(L.Callback):
         confusion = pl_module.test_confusion.compute().cpu()
         ckpt = Path(trainer.ckpt_path) if trainer.ckpt_path else None
         run = (run_of(ckpt) if ckpt else None) or Path(trainer.log_dir or trainer.default_root_dir)
-        record = {
-            "checkpoint": str(ckpt) if ckpt else None,
-            **metrics,
-            "per_class_acc": per_class_accuracy(confusion).tolist(),
-            "confusion": confusion.tolist(),
-        }
         tta = bool(getattr(pl_module, "tta", False))
-        suffix, title = "_tta" if tta else "", f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")
-        results = run / (TEST_RESULTS_TTA if tta else TEST_RESULTS)
+        record = {"checkpoint": str(ckpt) if ckpt else None, **_what_was_tested(trainer, ckpt, run, confusion, tta)}
+        record |= {**metrics, "per_class_acc": per_class_accuracy(confusion).tolist(), "confusion": confusion.tolist()}
+        study_result = record["best"] and record["full"] and record["same_data_as_fit"]
+        suffix = ("_tta" if tta else "") if study_result else "-" + _how_it_differs(record, ckpt)
+        title = f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")
+        results = run / f"{TEST_RESULTS.removesuffix('.json')}{suffix}.json"
         atomic_write(results, lambda f: f.write(json.dumps(record, indent=2)), mode="w")
         figure = confusion_figure(confusion, f"{title}: test confusion matrix")
         png = io.BytesIO()
@@ -169,7 +178,7 @@ class TestResults(L.Callback):
                 logger.experiment.add_figure(f"test/reliability{suffix}", diagram, global_step=trainer.global_step)
         for logger in _tensorboards(trainer):
             logger.experiment.add_figure(f"test/confusion_matrix{suffix}", figure, global_step=trainer.global_step)
-            if "test/acc" in metrics and not tta:  # HPARAMS compare runs tested alike
+            if "test/acc" in metrics and not tta and study_result:  # HPARAMS compare runs tested alike
                 logger.log_metrics({"hparams/test_acc": metrics["test/acc"]}, step=trainer.global_step)
         self._lines = [
             f"test accuracy {metrics.get('test/acc', math.nan):.4f}, loss {metrics.get('test/loss', math.nan):.4f}"
@@ -179,6 +188,8 @@ class TestResults(L.Callback):
             self._lines.append(
                 f"expected calibration error {metrics['test/ece']:.4f}; {scaled:.4f} after temperature scaling"
             )
+        if not study_result:
+            self._lines.append(f"not the run's study result ({_how_it_differs(record, ckpt)}): kept beside it")
         self._lines.append(f"result saved to {results}, confusion matrix to {image}")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -186,6 +197,50 @@ class TestResults(L.Callback):
         for line in getattr(self, "_lines", []) if stage == "test" else []:
             print(line)
         self._lines = []
+
+
+def _what_was_tested(
+    trainer: L.Trainer, ckpt: Path | None, run: Path, confusion: torch.Tensor, tta: bool
+) -> dict[str, Any]:
+    datamodule = trainer.datamodule
+    npz = getattr(datamodule, "npz_path", None)
+    images, split = int(confusion.sum()), getattr(datamodule, "splits", {}).get("test")
+    trained = read_file(run / CONFIG_FILE, yaml.safe_load) or {}
+    trained_dir = (trained.get("data") or {}).get("data_dir")
+    return {
+        "best": ckpt is not None and ckpt.resolve() in _best_checkpoints(trainer, ckpt),
+        "images": images,
+        "full": split is not None and images == len(split[1]),
+        "data_file": str(npz.resolve()) if npz else None,
+        "data_sha256": _sha256(npz) if npz and npz.is_file() else None,
+        "same_data_as_fit": trained_dir is None
+        or (npz is not None and Path(trained_dir).resolve() == npz.parent.resolve()),
+        "precision": str(trainer.precision),
+        "tta": tta,
+    }
+
+
+def _best_checkpoints(trainer: L.Trainer, ckpt: Path) -> set[Path]:
+    """The run's best checkpoint by its file name and, after a fit in this process, by the checkpoint callback."""
+    found = {best_in(ckpt.parent), Path(getattr(trainer.checkpoint_callback, "best_model_path", "") or "")}
+    return {p.resolve() for p in found if p is not None and p.name}
+
+
+def _how_it_differs(record: dict[str, Any], ckpt: Path | None) -> str:
+    """How a test differs from the run's study result, as a file-name part: ``last-200images-tta``."""
+    parts = [] if record["best"] else [ckpt.stem if ckpt else "no-checkpoint"]
+    parts += [] if record["full"] else [f"{record['images']}images"]
+    parts += [] if record["same_data_as_fit"] else [f"data-{(record['data_sha256'] or 'unknown')[:8]}"]
+    return "-".join([*parts, *(["tta"] if record["tta"] else [])])
+
+
+@functools.cache
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 class PredictionWriter(BasePredictionWriter):

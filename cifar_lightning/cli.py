@@ -38,6 +38,7 @@ from cifar_lightning.config_checks import (
 )
 from cifar_lightning.data import CIFAR10DataModule
 from cifar_lightning.errors import CifarError
+from cifar_lightning.identity import Experiment, identity
 from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error
 from cifar_lightning.runs import BEST_FILENAME, DEFAULT_SAVE_DIR, remove_if_empty, reserve_run
 
@@ -144,14 +145,23 @@ class CifarCLI(LightningCLI):
 
     def _resolve_checkpoint(self, subcommand: str, config: Namespace) -> None:
         """``best``/``last`` (``test``, ``validate`` and ``predict`` default to ``best``) become a checkpoint of this
-        model's runs with this seed; evaluating without one is an error; a run's command logs into its folder."""
+        model's runs with this seed and these settings; evaluating without one is an error; a fit resumes only a
+        run of its own settings; a run's command logs into its folder."""
         save_dir, name = run_location(config)
         ckpt, seed = config.ckpt_path or (None if subcommand == "fit" else "best"), _seed(config)
-        found = runs.resolve_checkpoint(save_dir, name, ckpt, seed, missing_ok=subcommand == "fit") if ckpt else None
+        wanted = Experiment(identity(config.as_dict()), identity(resolved_config(None)), source="this command")
+        found = (
+            runs.resolve_checkpoint(save_dir, name, ckpt, seed, subcommand == "fit", wanted, resume=subcommand == "fit")
+            if ckpt
+            else None
+        )
         if found is None:
             if ckpt is not None:
                 seed_text = f" with seed {seed}" if seed is not None else ""
-                print(f"no last checkpoint of {name!r}{seed_text} in {save_dir}: starting a new run", file=sys.stderr)
+                print(
+                    f"no last checkpoint of {name!r}{seed_text} with these settings in {save_dir}: starting a new run",
+                    file=sys.stderr,
+                )
             config.ckpt_path = None
             self._reserve_run(config)
             return
@@ -160,6 +170,14 @@ class CifarCLI(LightningCLI):
             print(f"{subcommand}: using {ckpt} ({why})", file=sys.stderr)
         config.ckpt_path = str(ckpt)
         run = runs.run_of(ckpt)
+        if subcommand == "fit" and run is not None:
+            trained = runs.read_file(run / runs.CONFIG_FILE, yaml.safe_load)
+            if trained and (changed := wanted.resume_conflicts(trained)):
+                raise CifarError(
+                    f"{ckpt} is from {run}, trained with other settings: {', '.join(changed)}; resuming it would "
+                    f"mix two experiments in one run: start a new run (no --ckpt_path) or resume with the run's "
+                    f"own settings (--config {run / runs.CONFIG_FILE})"
+                )
         if run is not None and run.parent.resolve() == (Path(save_dir) / name).resolve():
             self._log_into(config, run)
 
@@ -212,27 +230,40 @@ def _seed_or_zero(seed: Any) -> int:
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else 0
 
 
-def config_location(config: str | Path, extra: tuple[str, ...] = ()) -> tuple[str, str, int | None]:
-    """(save_dir, model name, max_epochs) that ``fit --config config *extra`` would use, from the CLI's own
-    parse (``--print_config``): nothing runs or is written, and options in ``extra`` count."""
-    if not Path(config).is_file():
+def resolved_config(config: str | Path | None, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings ``fit --config config *extra`` resolves to (no config: the package's defaults), from the CLI's
+    own parse (``--print_config``): nothing runs or is written, and options in ``extra`` count."""
+    if config is not None and not Path(config).is_file():
         raise CifarError(f"config {config} does not exist: pass a file from configs/")
-    return _parsed_location(str(config), Path(config).stat().st_mtime_ns, Path.cwd(), extra)
+    mtime = Path(config).stat().st_mtime_ns if config is not None else 0
+    return _parsed(None if config is None else str(config), mtime, Path.cwd(), extra)
 
 
-@functools.cache  # a study asks several times per run; the file's mtime and the folder are part of the key
-def _parsed_location(config: str, mtime: int, cwd: Path, extra: tuple[str, ...]) -> tuple[str, str, int | None]:
+@functools.cache  # a study and the report ask several times; the file's mtime and the folder are part of the key
+def _parsed(config: str | None, mtime: int, cwd: Path, extra: tuple[str, ...]) -> dict[str, Any]:
     out, err = io.StringIO(), io.StringIO()
+    args = ["fit", *([f"--config={config}"] if config else []), *extra, "--print_config"]
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["fit", f"--config={config}", *extra, "--print_config"])
+            code = main(args)
     except SystemExit as exit:  # --print_config exits after printing, like a parse error
         code = exit.code
     if code != 0:
         problem = err.getvalue().strip().splitlines()[0].removeprefix("error: ") if err.getvalue().strip() else ""
-        raise CifarError(f"{config}: {problem}")
-    parsed = yaml.safe_load(out.getvalue())
+        raise CifarError(f"{config or 'the default config'}: {problem}")
+    return yaml.safe_load(out.getvalue())
+
+
+def config_location(config: str | Path, extra: tuple[str, ...] = ()) -> tuple[str, str, int | None]:
+    """(save_dir, model name, max_epochs) that ``fit --config config *extra`` would use."""
+    parsed = resolved_config(config, extra)
     return (*runs.run_location(parsed, config), parsed["trainer"].get("max_epochs"))
+
+
+def experiment(config: str | Path, extra: tuple[str, ...] = ()) -> Experiment:
+    """The identity of ``fit --config config *extra``, to choose and check runs by."""
+    defaults = identity(resolved_config(None))
+    return Experiment(identity(resolved_config(config, extra)), defaults, source=Path(config).name)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ Epochs are counted from 1 in the report, as in the study (checkpoint names count
 import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from cifar_lightning import cli
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
 from cifar_lightning.errors import CifarError
@@ -51,9 +53,14 @@ STUDY = {
 
 
 def collect(log_dir: Path, configs_dir: Path) -> dict[str, list[Run]]:
-    """Every model's runs that ``fit`` started (they have a ``config.yaml``), oldest first."""
+    """Every model's runs that ``fit`` started (they have a ``config.yaml``), oldest first, each with how its
+    settings differ from ``configs_dir/<model>.yaml`` (where there is one)."""
     models = sorted(p.name for p in log_dir.iterdir() if p.is_dir()) if log_dir.is_dir() else []
-    runs = {model: found for model in models if (found := model_runs(log_dir, model, configs_dir))}
+    runs = {}
+    for model in models:
+        config = configs_dir / f"{model}.yaml"
+        if found := model_runs(log_dir, model, cli.experiment(config) if config.is_file() else None):
+            runs[model] = found
     return dict(sorted(runs.items(), key=lambda item: _model_order(item[0])))
 
 
@@ -105,9 +112,11 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
 
 
 def per_seed(runs: list[Run]) -> list[Run]:
-    """One run per seed, chosen by :func:`runs.choose` among that seed's runs, ordered by seed."""
-    seeds = sorted({r.seed for r in runs}, key=lambda seed: (seed is None, seed or 0))
-    return [choose([r for r in runs if r.seed == seed]) for seed in seeds]
+    """One run per seed, chosen by :func:`runs.choose` among that seed's runs, ordered by seed, all of one
+    experiment: the config's where any run has its settings, else that of the run chosen among all."""
+    same = [r for r in runs if not r.deviations] or [r for r in runs if r.deviations == choose(runs)[0].deviations]
+    seeds = sorted({r.seed for r in same}, key=lambda seed: (seed is None, seed or 0))
+    return [choose([r for r in same if r.seed == seed])[0] for seed in seeds]
 
 
 def _run_cell(run: Run, seeds: list[Run], all_runs: list[Run]) -> str:
@@ -120,9 +129,8 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
     rows = []
     for model, seeds in chosen.items():
         hp = seeds[0].hyperparameters()
-        if seeds[0].capped:
-            source = "study" if model in STUDY else "config"
-            hp["epochs"] = f"{hp['epochs']} (capped; {source} {seeds[0].configured_epochs})"
+        if seeds[0].deviations and seeds[0].configured_epochs not in (None, hp["epochs"]):
+            hp["epochs"] = f"{hp['epochs']} (config: {seeds[0].configured_epochs})"
         hp["seed"] = ", ".join(str(r.seed) for r in seeds)
         rows.append([model, *hp.values()])
     header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed"]
@@ -155,8 +163,9 @@ def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -
     return [
         "## Best validation accuracy",
         "",
-        "Each model's newest complete run of each seed (the newest run when none is complete). Differences are",
-        "ours minus the study's, in percentage points for accuracy.",
+        "Each model's newest complete run of each seed with its config's settings (the newest run when none is",
+        "complete; runs of other settings only where none has them, and so marked). Differences are ours minus the",
+        "study's, in percentage points for accuracy.",
         "",
         *_table([*header, "epoch", "study epoch"], rows),
         "",
@@ -237,6 +246,116 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
     ]
 
 
+# The study's comparisons of best validation accuracy: (what it says, model, the model it is compared with).
+# The study's own difference comes from STUDY.
+CLAIMS = (
+    ("dropout 0.5 over none", "model2", "model1"),
+    ("momentum 0.5 and 300 epochs over model2's 50", "model3", "model2"),
+    ("batch 64 and momentum 0.9 over model3", "model4", "model3"),
+    ("dropout 0.2 under 0.5", "model5", "model2"),
+    ("dropout 0.8 underfits: model6 under model2", "model6", "model2"),
+    ("300 epochs over model7's 50", "model7b", "model7"),
+)
+
+
+def _best_vals(seeds: list[Run]) -> list[float]:
+    """Best validation accuracy of each seed's run of the config's own settings."""
+    return [b[0] for r in seeds if not r.deviations and (b := r.best()) is not None]
+
+
+def _interval_verdict(study: float, low: float, high: float) -> str:
+    if low > 0 or high < 0:
+        return "holds" if (low > 0) == (study > 0) else "reversed"
+    return "not decided with these seeds"
+
+
+def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
+    """Each comparison the study makes, tested on the seeds: our mean difference with a 95% interval (Welch's t
+    where both sides have two seeds or more) and a verdict."""
+    from scipy import stats
+
+    rows = []
+    for what, a, b in CLAIMS:
+        study = STUDY[a].best_val_acc - STUDY[b].best_val_acc
+        ours = {m: _best_vals(chosen.get(m, [])) for m in (a, b)}
+        missing = [m for m in (a, b) if not ours[m]]
+        cells = [what, f"{a} − {b}", _diff(study, 0)]
+        if missing:
+            rows.append([*cells, "—", "—", "—", "not run yet: " + ", ".join(missing)])
+            continue
+        mean = statistics.mean(ours[a]) - statistics.mean(ours[b])
+        seeds = f"{len(ours[a])} / {len(ours[b])}"
+        if min(len(ours[a]), len(ours[b])) < 2:
+            rows.append([*cells, _diff(mean, 0), seeds, "—", "not decided: one seed on a side"])
+            continue
+        low, high = stats.ttest_ind(ours[a], ours[b], equal_var=False).confidence_interval(0.95)
+        rows.append(
+            [
+                *cells,
+                _diff(mean, 0),
+                seeds,
+                f"{100 * low:+.2f} to {100 * high:+.2f}",
+                _interval_verdict(study, low, high),
+            ]
+        )
+    rows.append(_best_model_row(chosen))
+    rows.append(_test_gap_row(chosen))
+    header = ["claim", "comparison", "study", "ours (mean)", "seeds", "95% interval (pp)", "verdict"]
+    return [
+        "## The study's claims, tested",
+        "",
+        "Best validation accuracy of each seed's run with the config's own settings. Our difference is the mean over",
+        "seeds, with Welch's 95% t-interval where both models have two seeds or more; a claim holds when the",
+        "interval excludes zero on the study's side, is reversed when it excludes zero on the other.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
+    means = {m: statistics.mean(v) for m in STUDY if (v := _best_vals(chosen.get(m, [])))}
+    cells = ["model4 is the best of the study's models", "model4 against the rest", "85.90%"]
+    if "model4" not in means:
+        return [*cells, "—", "—", "—", "not run yet: model4"]
+    top = max(means, key=means.__getitem__)
+    missing = [m for m in STUDY if m not in means]
+    verdict = ("holds" if top == "model4" else f"reversed: {top} is higher") + (
+        f" among the models run ({', '.join(missing)} not run yet)" if missing else ""
+    )
+    return [*cells, _pct(means["model4"]), str(len(_best_vals(chosen["model4"]))), "—", verdict]
+
+
+def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
+    """model4's test accuracy minus its best validation accuracy, paired by seed (a one-sample t-interval)."""
+    from scipy import stats
+
+    study = STUDY["model4"]
+    cells = [
+        "model4's test accuracy under its best validation accuracy",
+        "test − best val",
+        _diff(study.test_acc, study.best_val_acc),
+    ]
+    gaps = [
+        r.test["test/acc"] - b[0]
+        for r in chosen.get("model4", [])
+        if not r.deviations and r.test and "test/acc" in r.test and (b := r.best()) is not None
+    ]
+    if not gaps:
+        return [*cells, "—", "—", "—", "not run yet: model4 (tested)"]
+    if len(gaps) < 2:
+        return [*cells, _diff(gaps[0], 0), "1", "—", "not decided: one seed"]
+    low, high = stats.ttest_1samp(gaps, 0).confidence_interval(0.95)
+    gap = statistics.mean(gaps)
+    return [
+        *cells,
+        _diff(gap, 0),
+        str(len(gaps)),
+        f"{100 * low:+.2f} to {100 * high:+.2f}",
+        _interval_verdict(study.test_acc - study.best_val_acc, low, high),
+    ]
+
+
 LADDER = (  # (logger name, tested with test-time augmentation, what the rung adds)
     ("model4", False, "the study's model4: SGD lr 0.001, batch 64, dropout 0.5"),
     ("model4-aug", False, "+ flip, translate, Nesterov, weight decay, warm-up + cosine, label smoothing, dropout 0.1"),
@@ -310,10 +429,10 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    scored = {
+    scored = {  # only runs of the study's own settings compete
         m: spread(accs)[0]
         for m, seeds in chosen.items()
-        if m in STUDY and (accs := [b[0] for r in seeds if (b := r.best()) is not None])
+        if m in STUDY and (accs := [b[0] for r in seeds if not r.deviations and (b := r.best()) is not None])
     }
     if scored:
         top = max(scored, key=scored.__getitem__)
@@ -329,14 +448,24 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
 
 
 def estimate_hours(model: StudyModel, measured: list[Run]) -> tuple[float, Run] | None:
-    """Hours for ``model``'s epochs at the time per training image of the measured run whose batch size is
-    closest (runs capped at fewer batches per epoch count by their images, not their epochs)."""
-    timed = [r for r in measured if r.epoch_seconds and (r.config.get("data") or {}).get("batch_size")]
+    """Hours for ``model``'s epochs from a measured run: its training time per image (from the time per step,
+    so a run capped at fewer batches per epoch counts by its images) for a full training split, plus its time
+    per epoch outside training (validation, checkpoints), which does not grow with the training split. The run
+    is the one whose batch size is nearest on a log scale (64 is as near to 32 as to 128; ties go to the larger
+    batch, then to the run folder's path, so the order of ``measured`` does not matter)."""
+    timed = [
+        r for r in measured if r.epoch_seconds and r.step_seconds and (r.config.get("data") or {}).get("batch_size")
+    ]
     if not timed:
         return None
-    run = min(timed, key=lambda r: abs(math.log(r.config["data"]["batch_size"] / model.batch_size)))
-    per_image = run.epoch_seconds / (run.steps_per_epoch() * run.config["data"]["batch_size"])
-    return model.epochs * (TRAIN_SIZE - 1000) * per_image / 3600, run
+
+    def batch(r: Run) -> int:
+        return r.config["data"]["batch_size"]
+
+    run = min(timed, key=lambda r: (round(abs(math.log2(batch(r) / model.batch_size)), 9), -batch(r), str(r.path)))
+    per_image = run.step_seconds / batch(run)
+    outside_training = max(run.epoch_seconds - run.steps_per_epoch() * run.step_seconds, 0.0)
+    return model.epochs * ((TRAIN_SIZE - 1000) * per_image + outside_training) / 3600, run
 
 
 def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -353,7 +482,8 @@ def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
         "## Not run yet",
         "",
         "The study's models without a run here, with the time they would take on the hardware of the runs above",
-        "(each estimate uses the time per training image of the measured run with the closest batch size).",
+        "(each estimate: the training time per image of the measured run with the nearest batch size, for the full",
+        "training split, plus that run's time per epoch outside training, such as validation).",
         "",
         *_table(["model", "epochs", "batch size", "estimated time"], rows),
         "",
@@ -393,7 +523,7 @@ def write_report(
         out: the report folder; ``report.md`` is replaced atomically and ``figures/`` whole, other files are kept.
         data_dir: the folder with ``cifar10.npz``, for the sample grid and normalization values (default: the
             ``data.data_dir`` the runs' ``config.yaml`` name).
-        configs_dir: the configs the runs came from, to tell runs capped at fewer epochs.
+        configs_dir: the configs the runs came from (``<model>.yaml``): runs of other settings are marked.
         val_size: validation images at the end of the training split (the rest is the training split).
     """
     runs = collect(Path(log_dir), Path(configs_dir))
@@ -415,6 +545,7 @@ def write_report(
         lines += _results_section(chosen, runs)
         lines += _seeds_section(chosen)
         lines += _test_section(chosen, runs)
+        lines += _claims_section(chosen)
         lines += _ladder_section(chosen)
         lines += ["## Training curves", ""]
         for model, seeds in chosen.items():

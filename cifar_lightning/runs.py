@@ -8,8 +8,9 @@ tested, ``test_results.json``. The layout is the package's own, whatever logger 
 import json
 import math
 import re
+import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 
 from cifar_lightning.data import TRAIN_SIZE
 from cifar_lightning.errors import CifarError
+from cifar_lightning.identity import DEFAULT_OPTIMIZER, Experiment
 
 TEST_RESULTS = "test_results.json"
 TEST_RESULTS_TTA = "test_results_tta.json"  # a test with test-time augmentation, beside the plain one
@@ -78,10 +80,10 @@ def read_file(path: Path, parse: Any) -> Any:
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
     """The study's hyperparameters from a parsed config; the one reader for TensorBoard's HPARAMS and the report.
 
-    A config without an optimizer trains with the module's default, ``SGD(lr=1e-3, momentum=0.9)``.
+    A config without an optimizer trains with the module's default.
     """
     model, data, trainer = config.get("model") or {}, config.get("data") or {}, config.get("trainer") or {}
-    optimizer = model.get("optimizer") or {"class_path": "torch.optim.SGD", "init_args": {"lr": 1e-3, "momentum": 0.9}}
+    optimizer = model.get("optimizer") or DEFAULT_OPTIMIZER
     args = optimizer.get("init_args") or {}
     return {
         "epochs": trainer.get("max_epochs"),
@@ -103,9 +105,12 @@ class Run:
     config: dict[str, Any]
     scalars: dict[str, list[tuple[int, float]]]
     test: dict[str, Any] | None
-    configured_epochs: int | None  # max_epochs of configs/<model>.yaml, to tell a capped run
     epoch_seconds: float | None = None  # median wall time between epoch ends (robust to a resume's gap)
+    step_seconds: float | None = None  # median wall time per training step between logged steps of one epoch
     test_tta: dict[str, Any] | None = None  # the test with test-time augmentation (--model.tta true), if run
+    # how its settings differ from the experiment it was read for (Experiment.differences, the seed left out)
+    deviations: list[str] = field(default_factory=list)
+    configured_epochs: int | None = None  # the experiment's max_epochs, to show beside a run of another length
 
     @property
     def max_epochs(self) -> int | None:
@@ -130,14 +135,10 @@ class Run:
         return self.max_epochs is not None and self.epochs_done >= self.max_epochs
 
     @property
-    def capped(self) -> bool:
-        return None not in (self.max_epochs, self.configured_epochs) and self.max_epochs < self.configured_epochs
-
-    @property
     def status(self) -> str:
         parts = [] if self.complete else [f"interrupted after {self.epochs_done} of {self.max_epochs} epochs"]
-        if self.capped:
-            parts.append(f"capped at {self.max_epochs} of {self.configured_epochs} epochs")
+        if self.deviations:
+            parts.append("other settings: " + ", ".join(self.deviations))
         return "; ".join(parts) or "complete"
 
     def best(self) -> tuple[float, float, int] | None:
@@ -161,7 +162,7 @@ class Run:
         return hyperparameters(self.config)
 
 
-def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
+def load_run(model: str, path: Path, experiment: Experiment | None = None) -> Run:
     """Read a run folder: its config, its scalars through TensorBoard's own reader, its test result."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -175,13 +176,26 @@ def load_run(model: str, path: Path, configs_dir: Path | None = None) -> Run:
     epoch_ends = {step for step, _ in scalars.get("train/loss_epoch", [])}
     for tag in ("val/acc", "val/loss"):
         scalars[tag] = [(step, v) for step, v in scalars.get(tag, []) if step in epoch_ends]
-    configured = read_file(configs_dir / f"{model}.yaml", yaml.safe_load) if configs_dir else None
-    configured_epochs = ((configured or {}).get("trainer") or {}).get("max_epochs")
     ends = sorted({e.step: e.wall_time for e in events.Scalars("train/loss_epoch")}.values()) if epoch_ends else []
     gaps = sorted(b - a for a, b in zip(ends, ends[1:], strict=False))
     epoch_seconds = gaps[len(gaps) // 2] if gaps else None
+    step_seconds = _step_seconds(events.Scalars("train/loss") if "train/loss" in scalars else [], epoch_ends)
     test, test_tta = (read_file(path / name, json.loads) for name in (TEST_RESULTS, TEST_RESULTS_TTA))
-    return Run(model, path, config, scalars, test, configured_epochs, epoch_seconds, test_tta)
+    deviations = experiment.differences(config, seed=False) if experiment else []
+    configured = experiment.settings.get("trainer.max_epochs") if experiment else None
+    return Run(model, path, config, scalars, test, epoch_seconds, step_seconds, test_tta, deviations, configured)
+
+
+def _step_seconds(events: list[Any], epoch_ends: set[int]) -> float | None:
+    """The median wall time per step between consecutive logged training steps with no epoch end (validation)
+    between them; the latest event of a step counts (a resume logs some steps again)."""
+    times = sorted({e.step: e.wall_time for e in events}.items())
+    rates = [
+        (w2 - w1) / (s2 - s1)
+        for (s1, w1), (s2, w2) in zip(times, times[1:], strict=False)
+        if w2 > w1 and not any(s1 <= end < s2 for end in epoch_ends)
+    ]
+    return statistics.median(rates) if rates else None
 
 
 def run_location(config: Mapping[str, Any], config_file: str | Path | None) -> tuple[str, str]:
@@ -194,39 +208,76 @@ def run_location(config: Mapping[str, Any], config_file: str | Path | None) -> t
     return DEFAULT_SAVE_DIR, Path(str(config_file)).stem if config_file else "default"
 
 
-def model_runs(save_dir: str | Path, name: str, configs_dir: Path | None = None, seed: int | None = None) -> list[Run]:
-    """The runs of one model that fit started (they have a ``config.yaml``), oldest first; only ``seed``'s if given."""
-    runs = [load_run(name, p, configs_dir) for p in run_dirs(save_dir, name) if (p / CONFIG_FILE).is_file()]
+def model_runs(
+    save_dir: str | Path, name: str, experiment: Experiment | None = None, seed: int | None = None
+) -> list[Run]:
+    """The runs of one model that fit started (they have a ``config.yaml``), oldest first, each with how it differs
+    from ``experiment``; only ``seed``'s if given."""
+    runs = [load_run(name, p, experiment) for p in run_dirs(save_dir, name) if (p / CONFIG_FILE).is_file()]
     return [r for r in runs if seed is None or r.seed == seed]
 
 
-def choose(runs: list[Run]) -> Run:
-    """The newest complete run; the newest one when none is complete. ``best`` and the report both use it."""
-    complete = [r for r in runs if r.complete]
-    return (complete or runs)[-1]
+def choose(runs: list[Run]) -> tuple[Run, str]:
+    """The run that stands for ``runs`` (one seed's), and why: the newest complete run of the experiment they were
+    read for, else its newest (interrupted) one; only where none has the experiment's settings, the newest complete
+    run of other settings, else the newest. ``best``, ``study`` and the report all choose by this rule."""
+    same = [r for r in runs if not r.deviations]
+    pool = same or runs
+    complete = [r for r in pool if r.complete]
+    run = (complete or pool)[-1]
+    why = "newest complete run" if run.complete else f"newest run, {run.status.split('; ')[0]}: none is complete"
+    if same:
+        return run, why + " of these settings"
+    return run, f"{why}; none has these settings, this one differs in {', '.join(run.deviations)}"
 
 
-def find_checkpoint(save_dir: str | Path, name: str, which: str, seed: int | None) -> tuple[Path, str] | None:
+def find_checkpoint(
+    save_dir: str | Path,
+    name: str,
+    which: str,
+    seed: int | None,
+    experiment: Experiment | None = None,
+    resume: bool = False,
+) -> tuple[Path, str] | None:
     """``best`` or ``last`` checkpoint of model ``name`` and the reason its run was chosen.
 
-    ``best`` comes from the run the report uses for this seed (:func:`choose`); ``last`` from the newest run of
-    this seed that has one (the run to resume). Runs without a ``config.yaml`` (never started by fit) are
-    skipped; a run another process is writing can be chosen, but its files are always whole (atomic writes).
+    ``best`` comes from the run :func:`choose` picks for this seed and experiment; ``last`` from the newest run of
+    this seed that has one, of this experiment when it is to be resumed (a run is never resumed with other
+    settings, :meth:`Experiment.resume_conflicts`: that is an error naming them), else preferably of this
+    experiment. Runs without
+    a ``config.yaml`` (never started by fit) are skipped; a run another process is writing can be chosen, but its
+    files are always whole (atomic writes).
     """
-    runs = [r for r in model_runs(save_dir, name, seed=seed) if _checkpoint(r.path, which) is not None]
-    if not runs:
-        return None
-    seed_text = f" with seed {seed}" if seed is not None else ""
+    runs = [r for r in model_runs(save_dir, name, experiment, seed) if _checkpoint(r.path, which) is not None]
     if which == "best":
-        run = choose(runs)
-        why = "newest complete run" if run.complete else f"newest run, {run.status}: none is complete"
+        if not runs:
+            return None
+        run, why = choose(runs)
     else:
-        run, why = runs[-1], "newest run with a last.ckpt"
-    return _checkpoint(run.path, which), f"{why}{seed_text}"
+        same = [r for r in runs if not (experiment.resume_conflicts(r.config) if experiment else r.deviations)]
+        if resume and runs and not same and experiment:
+            raise CifarError(
+                f"the newest run of {name!r} with a last.ckpt, {runs[-1].path}, was trained with other settings: "
+                f"{', '.join(experiment.resume_conflicts(runs[-1].config))}; resume it with its own settings "
+                f"(--config {runs[-1].path / CONFIG_FILE}) or start a new run (no --ckpt_path)"
+            )
+        if not runs:
+            return None
+        run = (same or runs)[-1]
+        why = "newest run with a last.ckpt" + (
+            " of these settings" if same else f"; it differs in {', '.join(run.deviations)}"
+        )
+    return _checkpoint(run.path, which), f"seed {seed}: {why}" if seed is not None else why
 
 
 def resolve_checkpoint(
-    save_dir: str | Path, name: str, ckpt: str, seed: int | None, missing_ok: bool = False
+    save_dir: str | Path,
+    name: str,
+    ckpt: str,
+    seed: int | None,
+    missing_ok: bool = False,
+    experiment: Experiment | None = None,
+    resume: bool = False,
 ) -> tuple[Path, str | None] | None:
     """A checkpoint file and why it was chosen: ``best``/``last`` of model ``name``'s runs with this seed
     (:func:`find_checkpoint`), or the file given. What is not there is an error (None with ``missing_ok``)."""
@@ -234,7 +285,7 @@ def resolve_checkpoint(
         if not Path(ckpt).is_file():
             raise CifarError(f"checkpoint {ckpt} does not exist: pass a .ckpt file, best or last")
         return Path(ckpt), None
-    found = find_checkpoint(save_dir, name, ckpt, seed)
+    found = find_checkpoint(save_dir, name, ckpt, seed, experiment, resume)
     if found is None and not missing_ok:
         seed_text = f" with seed {seed}" if seed is not None else ""
         raise CifarError(

@@ -3,9 +3,11 @@ stopped: one after the other here, or as concurrent Ray Tune trials (``cifar_lig
 
 Each (config, seed) is one run folder. A run that finished and was tested is skipped; one that finished
 untested is tested; one that was interrupted resumes from its ``last.ckpt`` (exact resume); anything else
-starts a new run. Only runs trained for the same number of epochs count, so a capped quick pass
-(``--epochs 1``) never becomes part of a full-length study. Every run goes through the same ``fit`` and
-``test`` commands a user types, so a study gives the numbers of the runs made by hand.
+starts a new run. Only runs of the same identity count (``cifar_lightning.identity``: each setting that changes
+what is learned, from the config and ``--args``), so a capped quick pass (``--epochs 1``) or a run with other
+hyperparameters never becomes part of a full-length study, and no run is resumed with other values. Every run
+goes through the same ``fit`` and ``test`` commands a user types, so a study gives the numbers of the runs made
+by hand.
 """
 
 import shlex
@@ -21,9 +23,10 @@ from cifar_lightning.runs import LAST, Run, best_in, model_runs
 
 def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
     """What this (config, seed) with these options still needs: ``done``, ``test`` (a finished run), ``resume`` or
-    ``fit``. Only runs of the same length count, in the folders these options make fit use."""
-    save_dir, name, epochs = cli.config_location(config, tuple(extra))
-    runs = [r for r in model_runs(save_dir, name, seed=seed) if r.max_epochs == epochs]
+    ``fit``. Only runs of exactly these settings count, in the folders these options make fit use."""
+    options = (*extra, f"--seed_everything={seed}")
+    save_dir, name, _ = cli.config_location(config, options)
+    runs = [r for r in model_runs(save_dir, name, cli.experiment(config, options), seed) if not r.deviations]
     finished = [r for r in runs if r.complete and best_in(r.path / "checkpoints") is not None]
     if finished:
         return ("done" if finished[-1].test else "test"), finished[-1]

@@ -300,11 +300,11 @@ def test_config_plugins_are_kept_beside_the_atomic_checkpoint_writer(tmp_path):
 def test_values_the_checkpoint_overrides_are_named(run_cli, tmp_path, capsys):
     assert run_cli(*FIT, "--trainer.max_epochs=1", "--data.mean=[0.5,0.5,0.5]") == 0
     capsys.readouterr()
-    assert run_cli(*FIT, "--ckpt_path=last", "--model.dropout=0.1") == 0
-    assert "model.dropout=0.1 ignored: the checkpoint was trained with 0.0" in capsys.readouterr().err
-    assert "dropout: 0.0" in (tmp_path / "lightning_logs/model1/version_0/config.yaml").read_text()
-    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    assert run_cli(*FIT, "--trainer.max_epochs=1", "--ckpt_path=last", "--model.dropout=0.1") == 1  # not resumed
+    assert "model.dropout 0.0 (this command: 0.1)" in capsys.readouterr().err
+    assert run_cli("test", "--config=configs/model1.yaml", "--model.dropout=0.1") == 0
     err = capsys.readouterr().err
+    assert "model.dropout=0.1 ignored: the checkpoint was trained with 0.0" in err
     assert "data.mean" in err and "replaced by the checkpoint's (0.5, 0.5, 0.5)" in err
 
 
@@ -344,7 +344,11 @@ def test_the_test_command_and_the_report_pick_the_same_run(run_cli, tmp_path, ca
     capsys.readouterr()
     assert run_cli("test", "--config=configs/model1.yaml") == 0
     err = capsys.readouterr().err
-    assert "lightning_logs/model1/version_0/checkpoints/epoch=" in err and "(newest complete run with seed 0)" in err
+    assert "lightning_logs/model1/version_0/checkpoints/epoch=" in err
+    assert "(seed 0: newest complete run; none has these settings, this one differs in trainer.limit_train" in err
+    assert run_cli("test", *FIT[1:]) == 0  # the fit's own settings
+    assert "version_0/checkpoints/epoch=" in (err := capsys.readouterr().err)
+    assert "(seed 0: newest complete run of these settings)" in err
 
 
 def test_a_parse_error_is_one_line_and_a_hint(run_cli, capsys):
@@ -398,6 +402,22 @@ def test_hparams_compare_runs_by_their_results(run_cli, tmp_path):
         json.loads((run / "test_results.json").read_text())["test/acc"]
     )
     assert "hp_metric" not in logged
+
+
+def test_a_resumed_run_logs_its_hyperparameters_once(run_cli, tmp_path):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    assert run_cli(*FIT, "--trainer.max_steps=8") == 0  # stops in the second epoch
+    assert run_cli(*FIT, "--ckpt_path=last") == 0
+    run = tmp_path / "lightning_logs/model1/version_0"
+    tags = [
+        value.tag
+        for file in sorted(run.glob("events.out.tfevents.*"))
+        for event in EventFileLoader(str(file)).Load()
+        for value in event.summary.value
+    ]
+    assert len(list(run.glob("events.out.tfevents.*"))) == 2  # the resume wrote a second file
+    assert tags.count("_hparams_/session_start_info") == 1 and tags.count("samples/training_images") == 1
 
 
 def test_running_from_another_folder_says_where_to_run_instead_of_downloading(tmp_path, monkeypatch, capsys):

@@ -102,3 +102,21 @@ def test_a_config_file_that_would_run_code_is_refused(run_cli, tmp_path, capsys)
     assert "configs/evil.yaml is not valid YAML" in capsys.readouterr().err
     assert not marker.exists() and not (tmp_path / "lightning_logs").exists()
     assert os.path.exists(evil)
+
+
+def test_the_readmes_onnx_example_reads_the_pixels_predict_reads(tmp_path, monkeypatch):
+    """The README's code for onnxruntime users, run on a large rotated photo, gives read_image's pixels exactly."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split('session = onnxruntime.InferenceSession("model4.onnx")\n')[1].split("probabilities =")[0]
+    rng = np.random.default_rng(0)
+    photo = np.clip(rng.normal(128, 60, (300, 400, 3)).cumsum(1) / 40, 0, 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(photo).save(tmp_path / "cat.jpg", exif=exif, quality=90)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"np": np, "Image": Image}
+    exec("from PIL import ImageOps\n" + block, namespace)
+    assert namespace["pixels"].shape == (1, 32, 32, 3)
+    assert np.array_equal(namespace["pixels"][0], read_image(tmp_path / "cat.jpg"))

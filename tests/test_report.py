@@ -1,5 +1,6 @@
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -48,13 +49,15 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     best = accs.index(max(accs))
     row = _row(report, "Best validation accuracy", "model1")
     assert row[1] == "version_1 (of 3)"
-    assert row[2] == "capped at 2 of 20 epochs"
+    assert row[2].startswith("other settings: ") and "trainer.max_epochs 2 (model1.yaml: 20)" in row[2]
+    assert "model.optimizer.init_args.lr 0.01 (model1.yaml: 0.001)" in row[2]
+    assert "trainer.limit_train_batches 5 (model1.yaml: null)" in row[2]
     assert row[3] == f"{100 * max(accs):.2f}%" and row[4] == "74.60%"
     assert row[5] == f"{100 * (max(accs) - STUDY['model1'].best_val_acc):+.2f} pp"
     assert row[6] == f"{losses[best]:.4f}" and row[7] == "0.9791"
     assert row[9] == str(best + 1) and row[10] == "16"
-    assert "version_2 (interrupted after 1 of 3 epochs; capped at 3 of 20 epochs)" in report
-    assert "version_1` (capped at 2 of 20 epochs; epochs logged: 2)" in report
+    assert "version_2 (interrupted after 1 of 3 epochs; other settings: " in report
+    assert "version_0 (other settings: " in report  # the lr of the config, but capped: not grouped with version_1
 
     test = json.loads((run / "test_results.json").read_text())
     row = _row(report, "Test accuracy", "model1")
@@ -65,7 +68,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
 
     assert _row(report, "Hyperparameters", "model2") == [
         "model2",
-        "2 (capped; study 50)",
+        "2 (config: 50)",
         "32",
         "0.9",
         "0.001",
@@ -148,7 +151,8 @@ def test_epochs_are_counted_from_the_run_when_validation_skips_epochs(run_cli, t
     row = _row((out / "report.md").read_text(), "Best validation accuracy", "model1")
     accs = scalars(tmp_path / "lightning_logs/model1/version_0")["val/acc"]
     assert [s for s, _ in accs] == [5, 11]  # validated after epochs 2 and 4
-    assert row[2] == "capped at 4 of 20 epochs"  # finished: not "interrupted after 2 of 4"
+    assert row[2].startswith("other settings: ")  # finished: not "interrupted after 2 of 4"
+    assert "trainer.max_epochs 4 (model1.yaml: 20)" in row[2] and "check_val_every_n_epoch 2" in row[2]
     assert row[9] == str(2 * (1 + max(range(2), key=lambda i: (accs[i][1], -i))))
 
 
@@ -164,17 +168,24 @@ def test_the_readme_study_table_says_what_report_study_says():
         assert cells[6].startswith(f"{100 * study.best_val_acc:.1f}% ({study.val_loss:.4f}, {study.best_epoch})"), model
 
 
-def test_not_run_estimates_scale_by_training_images(tmp_path):
+def test_not_run_estimates_charge_validation_per_epoch_not_per_training_image(tmp_path):
     from cifar_lightning.report import estimate_hours
     from cifar_lightning.runs import Run
 
-    def run(batch: int, steps: int, seconds: float) -> Run:
+    def run(batch: int, steps: int, step_s: float, validation_s: float, name: str = "x") -> Run:
         scalars = {"train/loss_epoch": [(steps - 1, 1.0), (2 * steps - 1, 0.9)]}
-        return Run("x", tmp_path, {"data": {"batch_size": batch}}, scalars, None, None, seconds)
+        epoch_s = steps * step_s + validation_s
+        return Run(name, tmp_path / name, {"data": {"batch_size": batch}}, scalars, None, epoch_s, step_s)
 
-    capped = run(32, 400, 12.0)  # 400 batches of 32 in 12 s
-    hours, used = estimate_hours(STUDY["model2"], [capped, run(128, 383, 30.0)])
-    assert used is capped and hours == pytest.approx(50 * 49_000 * 12.0 / (400 * 32) / 3600)
+    capped = run(32, 100, 0.02, 10.0)  # 100 batches of 32, then validation: 2 s of training, 10 s of the rest
+    hours, used = estimate_hours(STUDY["model2"], [run(128, 383, 0.07, 10.0), capped])
+    assert used is capped
+    assert hours == pytest.approx(50 * (49_000 * 0.02 / 32 + 10.0) / 3600)  # not 6x that, as per image it was
+
+    # 64 lies as near to 32 as to 128 on a log scale: the larger batch, whatever the order of the runs
+    small, large = run(32, 100, 0.02, 10.0, "a"), run(128, 100, 0.07, 10.0, "b")
+    assert estimate_hours(STUDY["model4"], [small, large])[1] is large
+    assert estimate_hours(STUDY["model4"], [large, small])[1] is large
 
 
 def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, data_dir):
@@ -208,3 +219,39 @@ def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, d
     )
     assert plain["checkpoint"] == mirrored["checkpoint"] and plain["test/loss"] != mirrored["test/loss"]
     assert (logs / "model4-aug-ema-cutout/version_1/confusion_matrix_tta.png").is_file()
+
+
+def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
+    from scipy.stats import t
+
+    from cifar_lightning.report import _claims_section
+    from cifar_lightning.runs import Run
+
+    def seeds(model: str, accs: list[float], **kw) -> list[Run]:
+        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i}, {
+            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None, **kw)
+            for i, acc in enumerate(accs)]  # fmt: skip
+
+    model1, model2 = [0.70, 0.72, 0.71], [0.80, 0.78, 0.79, 0.81]
+    chosen = {
+        "model1": seeds("model1", model1),
+        "model2": seeds("model2", model2),
+        "model5": seeds("model5", [0.83, 0.84, 0.85]),  # above model2: the study's "under" is reversed
+        "model7": seeds("model7", [0.7]),
+        "model7b": seeds("model7b", [0.8, 0.9], deviations=["trainer.max_epochs 5 (model7b.yaml: 300)"]),
+    }
+    lines = _claims_section(chosen)
+    claims = ["dropout 0.5 over none", "dropout 0.2 under 0.5", "300 epochs over model7's 50"]
+    claims.append("model4 is the best of the study's models")
+    rows = {claim: _row("\n".join(lines), "The study's claims", claim) for claim in claims}
+
+    first = rows["dropout 0.5 over none"]
+    v1, v2 = statistics.variance(model1) / 3, statistics.variance(model2) / 4
+    df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 3)
+    mean = statistics.mean(model2) - statistics.mean(model1)
+    half = t.ppf(0.975, df) * (v1 + v2) ** 0.5
+    assert first[2:] == ["+7.60 pp", f"{100 * mean:+.2f} pp", "4 / 3", f"{100 * (mean - half):+.2f} to "
+                         f"{100 * (mean + half):+.2f}", "holds"]  # fmt: skip
+    assert rows["dropout 0.2 under 0.5"][-1] == "reversed"
+    assert rows["300 epochs over model7's 50"][-1] == "not run yet: model7b"  # capped runs are not the study's
+    assert rows["model4 is the best of the study's models"][-1] == "not run yet: model4"
