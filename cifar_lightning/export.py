@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.checkpoints import load_checkpoint
-from cifar_lightning.cli import config_location
+from cifar_lightning.cli import config_location, experiment
 from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import resolve_checkpoint
@@ -60,9 +60,11 @@ def load_classifier(path: Path) -> tuple[PixelsToProbabilities, dict[str, Any]]:
 
 
 def resolve(config: Path, ckpt_path: str, seed: int) -> Path:
-    """``best``/``last`` of the config's runs with this seed, as ``test`` resolves them; or the file given."""
-    save_dir, name, _ = config_location(config)
-    path, why = resolve_checkpoint(save_dir, name, ckpt_path, seed)
+    """``best``/``last`` of the config's runs with this seed, as ``test`` resolves them (a run of the config's own
+    settings first); or the file given."""
+    options = (f"--seed_everything={seed}",)
+    save_dir, name, _ = config_location(config, options)
+    path, why = resolve_checkpoint(save_dir, name, ckpt_path, seed, experiment=experiment(config, options))
     if why:
         print(f"using {path} ({why})")
     return path
@@ -136,6 +138,8 @@ def export(
         for key, value in {**metadata, "val_acc": f"{val_acc:.4f}"}.items():
             onnx_model.metadata_props.add(key=key, value=value)
         atomic_write(target, lambda f: f.write(onnx_model.SerializeToString()))
+    except OSError as err:  # a full disk or a folder that turned read-only, in the exporter's writes or ours
+        raise CifarError(f"cannot write {target}: {err.strerror or err}; nothing was written") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote {target} (validation accuracy {val_acc:.4f}; input uint8 [N,32,32,3], output 10 probabilities)")

@@ -133,17 +133,46 @@ def build_server(model: Path, max_batch_size: int = 16, batch_timeout: float = 0
 
 
 def check_model(path: Path) -> None:
+    """Refuse, before listening, a model the server could not answer with: an unreadable file, or an ONNX model
+    that is not one ``export`` wrote (uint8 pixels [N,32,32,3] named ``images`` in, ten probabilities out, in the
+    order of its ``classes`` metadata)."""
     if path.suffix == ".onnx":
         import onnxruntime
 
         try:
-            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as err:
             raise CifarError(f"{path} is not a readable ONNX model ({str(err).splitlines()[0]})") from None
+        if problem := _foreign(session):
+            raise CifarError(
+                f"{path} is not a model exported by this package ({problem}): export one with "
+                "python -m cifar_lightning export --config CONFIG --ckpt_path best"
+            )
     else:
         from cifar_lightning.export import load_classifier
 
         load_classifier(path)
+
+
+def _foreign(session: Any) -> str | None:
+    """How an ONNX session differs from what ``export`` writes, or None."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [(i.name, i.type) for i in inputs] != [("images", "tensor(uint8)")] or list(inputs[0].shape[1:]) != [32, 32, 3]:
+        found = ", ".join(f"{i.name} {i.type} {i.shape}" for i in inputs)
+        return f"its input is {found}, not images uint8 [N,32,32,3]"
+    try:
+        classes = json.loads(session.get_modelmeta().custom_metadata_map.get("classes") or "null")
+    except ValueError:
+        classes = None
+    if classes != list(CLASSES):
+        return "its metadata has no 'classes' list of the CIFAR-10 classes"
+    try:
+        probabilities = session.run(None, {"images": np.zeros((2, 32, 32, 3), np.uint8)})[0]
+    except Exception as err:
+        return f"it fails on two images: {str(err).splitlines()[0]}"
+    if len(outputs) != 1 or probabilities.shape != (2, 10) or not np.allclose(probabilities.sum(1), 1, atol=1e-4):
+        return f"its output for two images has shape {probabilities.shape}, not ten probabilities each"
+    return None
 
 
 def post_image(url: str, data: bytes, filename: str = "image.png", field: str = "file") -> tuple[int, dict]:

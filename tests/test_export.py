@@ -60,3 +60,17 @@ def test_a_bad_checkpoint_or_output_is_one_error_and_no_file(trained, data_dir, 
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
     assert ("bad.ckpt is not a readable checkpoint" if problem == "corrupt" else "cannot write missing") in err
     assert not list(trained.rglob("*.onnx*"))
+
+
+def test_a_full_disk_is_one_error_and_no_file(trained, data_dir, capsys, monkeypatch):
+    import errno
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full)  # where the exporter's own write ran out of space
+    args = ["export", "--config=configs/model1.yaml", f"--data_dir={data_dir}", "--output=out.onnx"]
+    assert package_main(args) == 1
+    err = capsys.readouterr().err
+    assert err == "error: cannot write out.onnx: No space left on device; nothing was written\n"
+    assert not list(trained.rglob("*.onnx*"))

@@ -116,3 +116,62 @@ def test_serve_without_a_model_says_what_to_pass(capsys):
 
     assert package_main(["serve"]) == 1
     assert "serve needs either --model FILE" in capsys.readouterr().err
+
+
+def _onnx_model(path: Path, input_name: str, input_type: int, classes: str | None) -> None:
+    """A small ONNX model of another's making: pixels [N,32,32,3] to a softmax over ten of them."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Cast", [input_name], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["pixels", "flat_shape"], ["flat"]),
+        helper.make_node("Slice", ["flat", "starts", "ends", "axes"], ["ten"]),
+        helper.make_node("Softmax", ["ten"], ["probabilities"], axis=1),
+    ]
+    constants = [
+        helper.make_tensor("flat_shape", TensorProto.INT64, [2], [-1, 3072]),
+        *(helper.make_tensor(n, TensorProto.INT64, [1], [v]) for n, v in (("starts", 0), ("ends", 10), ("axes", 1))),
+    ]
+    graph = helper.make_graph(
+        nodes, "foreign", [helper.make_tensor_value_info(input_name, input_type, ["N", 32, 32, 3])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 10])], constants,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    if classes is not None:
+        model.metadata_props.add(key="classes", value=classes)
+    onnx.save(model, path)
+
+
+@pytest.mark.parametrize(
+    ("input_name", "float_input", "classes", "problem"),
+    [
+        ("x", False, '["airplane"]', "its input is x tensor(uint8) ['N', 32, 32, 3], not images uint8 [N,32,32,3]"),
+        ("images", True, None, "its input is images tensor(float)"),
+        ("images", False, None, "its metadata has no 'classes' list of the CIFAR-10 classes"),
+    ],
+)
+def test_a_model_not_exported_here_is_refused_before_the_server_listens(
+    tmp_path, capsys, input_name, float_input, classes, problem
+):
+    from cifar_lightning.__main__ import main as package_main
+
+    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
+    _onnx_model(tmp_path / "foreign.onnx", input_name, TensorProto.FLOAT if float_input else TensorProto.UINT8, classes)
+    assert package_main(["serve", f"--model={tmp_path / 'foreign.onnx'}", "--port=1"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"error: {tmp_path / 'foreign.onnx'} is not a model exported by this package") and problem in err
+    )
+    assert len(err.strip().splitlines()) == 1 and "export --config CONFIG" in err
+
+
+def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):
+    import json
+
+    from cifar_lightning.data import CLASSES
+    from cifar_lightning.serve import check_model
+
+    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
+    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
+    check_model(tmp_path / "ours.onnx")  # no error: what the check asks of a model is all the server needs
