@@ -7,11 +7,17 @@ starts a new run. Only runs of the same identity count (``cifar_lightning.identi
 what is learned, from the config and ``--args``), so a capped quick pass (``--epochs 1``) or a run with other
 hyperparameters never becomes part of a full-length study, and no run is resumed with other values. Every run
 goes through the same ``fit`` and ``test`` commands a user types, so a study gives the numbers of the runs made
-by hand.
+by hand. Studies started together divide the work: each (config, seed) is claimed with a lock while it runs, and
+a study that finds one claimed does the others first, then waits for it.
 """
 
+import contextlib
+import fcntl
+import hashlib
+import json
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
@@ -34,12 +40,38 @@ def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
     return ("resume", resumable[-1]) if resumable else ("fit", None)
 
 
-def run_one(config: Path, seed: int, epochs: int | None, extra: list[str]) -> tuple[int, Run | None]:
-    """Fit (or resume) and test one (config, seed) as far as it still needs; returns the exit status and the run.
+@contextlib.contextmanager
+def claim(config: Path, seed: int, options: list[str], wait: bool) -> Iterator[bool]:
+    """Hold the lock of this (config, seed, settings) while working on it, so that studies started together (in
+    several terminals, or a cluster's job array) never fit or test one run twice; yields whether it was taken.
+    The lock is a file in ``<save_dir>/.study-locks``, held with ``flock`` by the open file: a process that dies
+    lets it go."""
+    options = [*options, f"--seed_everything={seed}"]
+    save_dir, name, _ = cli.config_location(config, tuple(options))
+    settings = json.dumps(cli.experiment(config, tuple(options)).settings, sort_keys=True, default=str)
+    folder = Path(save_dir) / ".study-locks"  # beside the models' folders, not among their runs
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{name}-{hashlib.sha256(settings.encode()).hexdigest()[:16]}.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def run_one(config: Path, seed: int, epochs: int | None, extra: list[str], wait: bool = True) -> tuple[int, Run | None]:
+    """Fit (or resume) and test one (config, seed) as far as it still needs; returns the exit status and the run,
+    or (None, None) when another process holds it and ``wait`` is false.
 
     The unit of a study, sequential or a Ray Tune trial: run again after a failure, it continues the run.
     """
     options = [*extra, f"--trainer.max_epochs={epochs}"] if epochs else extra
+    with claim(config, seed, options, wait) as held:
+        return _run_claimed(config, seed, options) if held else (None, None)
+
+
+def _run_claimed(config: Path, seed: int, options: list[str]) -> tuple[int, Run | None]:
     common = [f"--config={config}", f"--seed_everything={seed}", *options]
     step, run = plan(config, seed, options)
     print(f"study: {config} seed {seed}: {step}" + (f" ({run.path})" if run else ""), file=sys.stderr)
@@ -102,8 +134,15 @@ def run_study(
         from cifar_lightning.tune import study_trials
 
         return study_trials(pairs, epochs, extra, cpus_per_trial, gpus_per_trial, address)
-    for config, seed in pairs:
-        if (code := run_one(config, seed, epochs, extra)[0]) != 0:
-            print("study: stopped; run the same command again to continue", file=sys.stderr)
-            return code
+    busy = []
+    for wait, todo in ((False, pairs), (True, busy)):  # first what no other study holds, then wait for the rest
+        for config, seed in todo:
+            if wait:
+                print(f"study: {config} seed {seed}: another study is on it; waiting for it", file=sys.stderr)
+            code = run_one(config, seed, epochs, extra, wait)[0]
+            if code is None:
+                busy.append((config, seed))
+            elif code != 0:
+                print("study: stopped; run the same command again to continue", file=sys.stderr)
+                return code
     return 0

@@ -1,8 +1,11 @@
 """A study of configs x seeds: stopped and restarted with the same command, and the report's spread over seeds."""
 
 import os
+import re
 import signal
 import statistics
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -155,3 +158,23 @@ def test_shares_and_counts_out_of_range_are_refused_before_anything_runs(argv, k
         package_main(argv)
     assert stop.value.code == 2
     assert f'Parser key "{key}"' in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_studies_started_together_do_each_run_once(run_cli, tmp_path, data_dir):
+    """As from two terminals, or a cluster's job array: every (config, seed) fitted and tested by one of them."""
+    quick = " ".join([*data_args(data_dir), *QUIET, "--trainer.limit_train_batches=4"])
+    study = [sys.executable, "-m", "cifar_lightning", "study", "--configs", *STUDY_CONFIGS, "--seeds", "0", "1",
+             "--epochs=2", "--parallel=false", f"--args={quick}"]  # fmt: skip
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    processes = [subprocess.Popen(study, cwd=tmp_path, **output) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outs
+    logs = tmp_path / "lightning_logs"
+    assert sorted(str(p.relative_to(logs)) for p in logs.glob("*/version_*")) == [
+        "model1/version_0", "model1/version_1", "model2/version_0", "model2/version_1"
+    ]  # fmt: skip
+    fits = [line for out in outs for line in out.splitlines() if re.match(r"study: \S+ seed \d: fit$", line)]
+    assert len(fits) == 4 and len(set(fits)) == 4
+    assert sum(out.count("result saved to") for out in outs) == 4  # each run tested once
+    assert len(list(logs.glob("*/version_*/test_results.json"))) == 4
