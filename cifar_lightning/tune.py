@@ -7,17 +7,19 @@ one machine or a cluster (whose nodes must see the repository at the same path),
 died; a restarted study trial resumes its run from ``last.ckpt``. Needs ``pip install -e '.[tune]'``.
 """
 
+import copy
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import yaml
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.cli import config_location
+from cifar_lightning.cli import config_location, resolved_config
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import model_runs, read_file
 
@@ -128,7 +130,7 @@ def read_space(path: Path) -> dict[str, Any]:
     e.g. ``model.dropout: {uniform: [0.0, 0.5]}`` or ``data.batch_size: {choice: [32, 64, 128]}``."""
     from ray import tune
 
-    raw = read_file(path, yaml.safe_load)
+    raw = read_file(path, yaml.safe_load, mapping=False)
     if not isinstance(raw, dict) or not raw:
         raise CifarError(f"search space {path}: expected a mapping of config keys to {{distribution: [arguments]}}")
     space = {}
@@ -139,6 +141,8 @@ def read_space(path: Path) -> dict[str, Any]:
                 f"search space {path}: {key}: expected one of {', '.join(DISTRIBUTIONS)} with a list, "
                 "e.g. {uniform: [0.0, 0.5]}"
             )
+        if problem := _range_problem(kind, args):
+            raise CifarError(f"search space {path}: {key}: {kind} {args}: {problem}")
         try:
             space[key] = tune.choice(args) if kind == "choice" else getattr(tune, kind)(*args)
         except (TypeError, ValueError) as err:
@@ -146,8 +150,53 @@ def read_space(path: Path) -> dict[str, Any]:
     return space
 
 
+def _range_problem(kind: str, args: list[Any]) -> str | None:
+    """What is wrong with a distribution's arguments, found before Ray starts (Ray finds it in a trial)."""
+    if kind == "choice":
+        return None if args else "needs at least one value"
+    if len(args) != 2 or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+        return "needs two numbers, [low, high]"
+    low, high = args
+    if kind == "randint" and not all(isinstance(a, int) for a in args):
+        return "needs two whole numbers"
+    if not low < high:
+        return "low must be below high" + (" (randint draws low <= n < high)" if kind == "randint" else "")
+    if kind == "loguniform" and low <= 0:
+        return "low must be above 0"
+    return None
+
+
 def _option(key: str, value: Any) -> str:
     return f"--{key}={value if isinstance(value, str) else json.dumps(value)}"
+
+
+class EpochReport(L.Callback):
+    """Reports each epoch's validation metrics to Ray Tune once the epoch is wholly over: when the next epoch
+    starts, and after the last one when training ends. A trial that ASHA stops then ends on an epoch boundary,
+    with that epoch's training means logged and its checkpoints written; Ray's own Lightning callback reports
+    in ``on_validation_end``, before Lightning's epoch-end work (and the checkpoints) of that epoch."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, float] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = trainer.callback_metrics
+        self._pending = {name: float(metrics[key]) for name, key in REPORT_METRICS.items() if key in metrics}
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        if self._pending:
+            from ray import tune
+
+            metrics, self._pending = self._pending, None
+            tune.report(metrics)
 
 
 def sweep_trial(
@@ -160,15 +209,12 @@ def sweep_trial(
     extra: list[str],
     cpus: float,
 ) -> None:
-    """One point of the search: ``fit`` with these values, reporting ``val/acc`` to Tune after each validation
-    through Ray's own Lightning callback (ASHA stops the trial by it)."""
+    """One point of the search: ``fit`` with these values, reporting ``val/acc`` to Tune after each epoch
+    (:class:`EpochReport`; ASHA stops the trial by it)."""
     from cifar_lightning import cli
 
     _enter(root, cpus)
-    report = {
-        "class_path": "ray.tune.integration.pytorch_lightning.TuneReportCheckpointCallback",
-        "init_args": {"metrics": REPORT_METRICS, "save_checkpoints": False},
-    }
+    report = {"class_path": f"{EpochReport.__module__}.{EpochReport.__name__}"}
     args = [f"--config={config}", f"--seed_everything={seed}", f"--trainer.logger.init_args.name={name}"]
     args += [_option(k, v) for k, v in params.items()] + [f"--trainer.callbacks+={json.dumps(report)}", *extra]
     if epochs:
@@ -304,9 +350,9 @@ def sweep(
     atomic_write(folder / "trials.md", lambda file: file.write(table), "w")
     print(table)
 
-    best = read_file(Path(config), yaml.safe_load)
-    for key in domains:
-        _set(best, key, rows[0][key])
+    # the winning trial's whole resolved config: what it trained with, --args and the seed included
+    winner = [*extra, f"--seed_everything={seed}", *(_option(k, rows[0][k]) for k in domains)]
+    best = copy.deepcopy(resolved_config(config, (*winner, f"--trainer.max_epochs={epochs_here}")))
     _set(best, "trainer.logger.init_args.name", f"{name}-best")
     header = (
         f"# The best of sweep {name!r}: {trials} trials of {config} over {space} ({epochs_here} epochs each),\n"

@@ -109,12 +109,29 @@ def test_a_sweep_writes_its_trials_best_first_and_a_config_that_trains(
     table = [float(row[2]) for row in rows]
     runs = sorted((max(v for _, v in scalars(p)["val/acc"]) for p in folder.glob("version_*")), reverse=True)
     assert table == [float(f"{acc:.4g}") for acc in runs]  # one row per run folder, best first
+    for trial in folder.glob("version_*"):  # stopped by ASHA or not, each ended on an epoch boundary
+        logged = scalars(trial)
+        epochs = len(logged["val/acc"])
+        assert len(logged["train/loss_epoch"]) == epochs and list(trial.glob("checkpoints/epoch=*.ckpt")), trial
+        assert torch.load(trial / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 4 * epochs, trial
 
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert f"{best['model']['dropout']:.4g}" == rows[0][1]
     assert f"{best['model']['optimizer']['init_args']['lr']:.4g}" == rows[0][0].strip("| ")
-    assert run_cli("fit", f"--config={folder / 'best.yaml'}", "--trainer.max_epochs=1") == 0
-    assert (tmp_path / "lightning_logs/model1-sweep-best/version_0/checkpoints/last.ckpt").is_file()
+    assert best["trainer"]["limit_train_batches"] == 4 and best["seed_everything"] == 0  # --args and --seed kept
+    winner = next(  # the winning trial's run folder: its values are best.yaml's
+        p for p in folder.glob("version_*")
+        if yaml.safe_load((p / "config.yaml").read_text())["model"]["dropout"] == best["model"]["dropout"]
+    )  # fmt: skip
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the one-CPU trial ran
+    try:
+        assert package_main(["fit", f"--config={folder / 'best.yaml'}"]) == 0  # nothing added: the file says it all
+    finally:
+        torch.set_num_threads(threads)
+    again = scalars(tmp_path / "lightning_logs/model1-sweep-best/version_0")["val/acc"]
+    trial = scalars(winner)["val/acc"]
+    assert again[: len(trial)] == trial and len(again) == 3  # the trial again (ASHA may have stopped it early)
 
     capsys.readouterr()
     assert package_main([*argv, f"--args={quick(data_dir)}"]) == 1  # the same name again
@@ -125,7 +142,11 @@ def test_a_sweep_writes_its_trials_best_first_and_a_config_that_trains(
     ("space", "message"),
     [
         ("model.dropout: 0.3\n", "model.dropout: expected one of uniform, loguniform, randint, choice"),
-        ("model.dropout: {uniform: [0.5]}\n", "model.dropout: uniform [0.5]"),
+        ("model.dropout: {uniform: [0.5]}\n", "model.dropout: uniform [0.5]: needs two numbers, [low, high]"),
+        ("model.dropout: {uniform: [0.5, 0.1]}\n", "model.dropout: uniform [0.5, 0.1]: low must be below high"),
+        ("data.batch_size: {randint: [64, 64]}\n", "randint [64, 64]: low must be below high (randint draws low <="),
+        ("model.optimizer.init_args.lr: {loguniform: [0, 0.1]}\n", "loguniform [0, 0.1]: low must be above 0"),
+        ("data.batch_size: {choice: []}\n", "data.batch_size: choice []: needs at least one value"),
         ("- a list\n", "expected a mapping of config keys"),
     ],
 )
