@@ -154,6 +154,9 @@ class TestResults(L.Callback):
         tta = bool(getattr(pl_module, "tta", False))
         record = {"checkpoint": str(ckpt) if ckpt else None, **_what_was_tested(trainer, ckpt, run, confusion, tta)}
         record |= {**metrics, "per_class_acc": per_class_accuracy(confusion).tolist(), "confusion": confusion.tolist()}
+        outputs = getattr(pl_module, "test_outputs", [])
+        if outputs and record["full"]:
+            record |= _slice_accuracy(outputs, getattr(trainer.datamodule, "val_size", 1000))
         study_result = record["best"] and record["full"] and record["same_data_as_fit"]
         suffix = ("_tta" if tta else "") if study_result else "-" + _how_it_differs(record, ckpt)
         title = f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")
@@ -164,7 +167,6 @@ class TestResults(L.Callback):
         figure.savefig(png, format="png", dpi=100)
         image = run / f"confusion_matrix{suffix}.png"
         atomic_write(image, lambda f: f.write(png.getvalue()))
-        outputs = getattr(pl_module, "test_outputs", [])
         if outputs:
             from cifar_lightning.calibration import reliability
             from cifar_lightning.figures import reliability_figure
@@ -218,6 +220,15 @@ def _what_was_tested(
         "precision": str(trainer.precision),
         "tta": tta,
     }
+
+
+def _slice_accuracy(outputs: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> dict[str, Any]:
+    """Accuracy on each disjoint slice of ``size`` test images, in the test set's order: how far a validation set
+    of that size can put a model from its accuracy on all of them."""
+    logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
+    correct = (logits.argmax(1) == labels).float()
+    slices = [correct[i : i + size].mean().item() for i in range(0, len(correct) - size + 1, size)]
+    return {"slice_size": size, "slice_acc": slices}
 
 
 def _best_checkpoints(trainer: L.Trainer, ckpt: Path) -> set[Path]:

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import statistics
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,14 +68,20 @@ def run_of(checkpoint: Path) -> Path | None:
     return None
 
 
-def read_file(path: Path, parse: Any) -> Any:
-    """A run's YAML or JSON file, or None if absent; a damaged one is one error naming it."""
+def read_file(path: Path, parse: Any, mapping: bool = True) -> Any:
+    """A run's YAML or JSON file, or None if absent; a damaged one (or, with ``mapping``, one that does not hold a
+    mapping) is one error naming it."""
     if not path.is_file():
         return None
     try:
-        return parse(path.read_text())
+        found = parse(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CifarError(f"cannot read {path} ({type(err).__name__}): repair it or move its run folder away") from None
+    if mapping and found is not None and not isinstance(found, dict):
+        raise CifarError(
+            f"cannot read {path} (a {type(found).__name__}, not a mapping): repair it or move its run folder away"
+        )
+    return found
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
@@ -212,8 +219,15 @@ def model_runs(
     save_dir: str | Path, name: str, experiment: Experiment | None = None, seed: int | None = None
 ) -> list[Run]:
     """The runs of one model that fit started (they have a ``config.yaml``), oldest first, each with how it differs
-    from ``experiment``; only ``seed``'s if given."""
-    runs = [load_run(name, p, experiment) for p in run_dirs(save_dir, name) if (p / CONFIG_FILE).is_file()]
+    from ``experiment``; only ``seed``'s if given. A run with a damaged file is named in a warning and left out."""
+    runs = []
+    for path in run_dirs(save_dir, name):
+        if not (path / CONFIG_FILE).is_file():
+            continue
+        try:
+            runs.append(load_run(name, path, experiment))
+        except CifarError as err:  # one damaged run must not hide the others
+            print(f"warning: {err}; the run is left out", file=sys.stderr)
     return [r for r in runs if seed is None or r.seed == seed]
 
 

@@ -4,9 +4,10 @@ use, and which one a fit may resume."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
-from conftest import QUIET, data_args
+from conftest import QUIET, data_args, make_arrays
 
 from cifar_lightning import cli
 from cifar_lightning.identity import Experiment, identity
@@ -170,3 +171,13 @@ def test_a_partial_test_or_one_of_another_checkpoint_is_kept_beside_the_study_re
     assert other.name == ("test_results-128images.json" if partial else "test_results-last.json")
     assert (record["images"], record["full"], record["best"]) == ((128, False, True) if partial else (200, True, False))
     assert "not the run's study result" in capsys.readouterr().out
+
+
+def test_a_full_test_records_its_accuracy_on_slices_the_size_of_the_validation_split(run_cli, tmp_path, data_dir):
+    np.savez(data_dir / "cifar10.npz", **make_arrays(n_test=256))  # two slices of the 128 validation images' size
+    assert run_cli("fit", "--config=configs/model1.yaml", *SHORT) == 0
+    assert run_cli("test", "--config=configs/model1.yaml") == 0
+    record = json.loads((tmp_path / "lightning_logs/model1/version_0/test_results.json").read_text())
+    assert record["slice_size"] == 128 and len(record["slice_acc"]) == 2
+    assert sum(record["slice_acc"]) / 2 == pytest.approx(record["test/acc"])
+    assert all(round(128 * acc) == pytest.approx(128 * acc) for acc in record["slice_acc"])  # whole images

@@ -134,14 +134,32 @@ def test_make_passes_extra_options_that_start_with_dashes():
     assert help_run.returncode == 0  # the study's parser takes the dashed value
 
 
-def test_a_damaged_run_file_is_named(tiny_study, data_dir, capsys, monkeypatch):
-    (tiny_study / "lightning_logs/model2/version_0/config.yaml").write_text("model: [unclosed\n")
+@pytest.mark.parametrize(
+    ("file", "text"),
+    [
+        ("model2/version_0/config.yaml", "model: [unclosed\n"),
+        ("model2/version_0/config.yaml", "- a list, not a config\n"),
+        ("model2/version_0/test_results.json", "[1, 2]"),
+    ],
+)
+def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, capsys, monkeypatch, file, text):
+    (tiny_study / "lightning_logs" / file).write_text(text)
     monkeypatch.chdir(tiny_study)
     monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data_dir={data_dir}"])
-    assert package_main() == 1
+    assert package_main() == 0
     err = capsys.readouterr().err
-    assert "cannot read lightning_logs/model2/version_0/config.yaml" in err and "move its run folder away" in err
-    assert not (tiny_study / "reports").exists()
+    assert f"warning: cannot read lightning_logs/{file}" in err and "the run is left out" in err
+    used = (tiny_study / "reports/report.md").read_text().split("## Runs used")[1]
+    assert "- model1: `lightning_logs/model1/version_1`" in used and "model2" not in used
+
+
+def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch):
+    monkeypatch.chdir(tiny_study)
+    Path("notes.md").write_text("mine")
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data_dir={data_dir}", "--out=notes.md"])
+    assert package_main() == 1
+    assert "error: --out notes.md is a file, not a folder" in capsys.readouterr().err
+    assert Path("notes.md").read_text() == "mine"
 
 
 def test_epochs_are_counted_from_the_run_when_validation_skips_epochs(run_cli, tmp_path, data_dir):
@@ -255,3 +273,21 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     assert rows["dropout 0.2 under 0.5"][-1] == "reversed"
     assert rows["300 epochs over model7's 50"][-1] == "not run yet: model7b"  # capped runs are not the study's
     assert rows["model4 is the best of the study's models"][-1] == "not run yet: model4"
+
+
+def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
+    from cifar_lightning.report import _slices_section
+    from cifar_lightning.runs import Run
+
+    slices = [0.80, 0.84, 0.82, 0.78]
+    test = {"test/acc": 0.81, "slice_size": 1000, "slice_acc": slices}
+    run = Run("model4", tmp_path / "version_0", {"seed_everything": 0}, {"val/acc": [(9, 0.85)]}, test)
+    row = _row("\n".join(_slices_section({"model4": [run]})), "How much the validation images decide", "model4")
+    assert row[2:] == [
+        "81.00%",
+        "4 × 1,000",
+        f"81.00 ± {100 * statistics.stdev(slices):.2f}%",
+        "78.00–84.00%",
+        "85.00%",
+    ]
+    assert _slices_section({"model4": [Run("model4", tmp_path, {}, {}, {"test/acc": 0.8})]}) == []  # older record
