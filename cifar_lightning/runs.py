@@ -234,7 +234,8 @@ def model_runs(
 def choose(runs: list[Run]) -> tuple[Run, str]:
     """The run that stands for ``runs`` (one seed's), and why: the newest complete run of the experiment they were
     read for, else its newest (interrupted) one; only where none has the experiment's settings, the newest complete
-    run of other settings, else the newest. ``best``, ``study`` and the report all choose by this rule."""
+    run of other settings, else the newest. ``best``, ``export``, ``serve`` and the report choose by this rule;
+    ``study`` takes only runs of exactly its settings."""
     same = [r for r in runs if not r.deviations]
     pool = same or runs
     complete = [r for r in pool if r.complete]
@@ -258,9 +259,8 @@ def find_checkpoint(
     ``best`` comes from the run :func:`choose` picks for this seed and experiment; ``last`` from the newest run of
     this seed that has one, of this experiment when it is to be resumed (a run is never resumed with other
     settings, :meth:`Experiment.resume_conflicts`: that is an error naming them), else preferably of this
-    experiment. Runs without
-    a ``config.yaml`` (never started by fit) are skipped; a run another process is writing can be chosen, but its
-    files are always whole (atomic writes).
+    experiment. Runs without a ``config.yaml`` (never started by fit) are skipped; a run another process is
+    writing can be chosen, but its files are always whole (atomic writes).
     """
     runs = [r for r in model_runs(save_dir, name, experiment, seed) if _checkpoint(r.path, which) is not None]
     if which == "best":
@@ -268,11 +268,12 @@ def find_checkpoint(
             return None
         run, why = choose(runs)
     else:
-        same = [r for r in runs if not (experiment.resume_conflicts(r.config) if experiment else r.deviations)]
+        conflicts = [experiment.resume_conflicts(r.config) if experiment else r.deviations for r in runs]
+        same = [r for r, found in zip(runs, conflicts, strict=True) if not found]
         if resume and runs and not same and experiment:
             raise CifarError(
                 f"the newest run of {name!r} with a last.ckpt, {runs[-1].path}, was trained with other settings: "
-                f"{', '.join(experiment.resume_conflicts(runs[-1].config))}; resume it with its own settings "
+                f"{', '.join(conflicts[-1])}; resume it with its own settings "
                 f"(--config {runs[-1].path / CONFIG_FILE}) or start a new run (no --ckpt_path)"
             )
         if not runs:
