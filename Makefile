@@ -9,13 +9,13 @@ LADDER_CONFIGS ?= configs/model4.yaml configs/model4-aug.yaml configs/model4-aug
 LADDER_SEEDS ?= 0 1 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint format try fit evaluate study ladder report bench tensorboard clean
+.PHONY: help install test test-full test-gpu lint format try fit evaluate study ladder report bench tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 	@echo "  variables: MODEL=$(MODEL) (a config in configs/), ARGS='extra fit arguments', EPOCHS=N (caps study epochs), SEEDS='0 1 2'"
 
-install: .venv/.installed  ## create .venv and install the package with its dev tools
+install: .venv/.installed  ## create .venv and install the package with its dev tools and every extra the tests use
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -23,8 +23,14 @@ install: .venv/.installed  ## create .venv and install the package with its dev 
 	.venv/bin/pip install -e '.[dev]'
 	touch $@
 
-test: install  ## run the test suite (set CIFAR10_DIR to a folder with cifar10.npz for the real-data test)
-	$(PYTHON) -m pytest -q
+test: install  ## the fast tier: unit tests and short command-line runs (a few minutes on two cores)
+	$(PYTHON) -m pytest -q -m "not slow and not gpu"
+
+test-full: install  ## every test that needs no GPU, what CI runs (set CIFAR10_DIR to a folder with cifar10.npz for the real-data test)
+	$(PYTHON) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+
+test-gpu: install  ## the tests that need a CUDA GPU (benchmarks/gpu.sh runs them first)
+	$(PYTHON) -m pytest -q -m gpu
 
 lint: install  ## ruff check and format check
 	.venv/bin/ruff check .
@@ -60,7 +66,7 @@ report: install  ## write reports/ (tables, curves, samples) from the runs under
 	$(PYTHON) -m cifar_lightning report
 
 bench: install  ## throughput table: Lightning vs a plain loop, data path vs torchvision (see BENCHMARKS.md)
-	$(PYTHON) -m cifar_lightning.bench --data_dir data
+	$(PYTHON) benchmarks/bench.py --data_dir data
 
 tensorboard: install  ## serve the dashboards of every run under lightning_logs/
 	.venv/bin/tensorboard --logdir lightning_logs

@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from cifar_lightning.serve import post_image
+from cifar_lightning.tools.serve import post_image
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from cifar_lightning.cli import config_location
-from cifar_lightning.runs import model_runs
+from cifar_lightning.runs.cli import config_location
+from cifar_lightning.runs.folders import model_runs
 
 
 def run_trials(

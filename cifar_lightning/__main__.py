@@ -34,19 +34,19 @@ def tool(command: str, args: list[str]) -> int:
     from cifar_lightning.errors import CifarError
 
     if command == "stats":
-        from cifar_lightning.data import print_stats as function
+        from cifar_lightning.training.data import print_stats as function
     elif command == "data":
-        from cifar_lightning.data import from_archive as function
+        from cifar_lightning.training.data import from_archive as function
     elif command == "export":
-        from cifar_lightning.export import export as function
+        from cifar_lightning.tools.export import export as function
     elif command == "serve":
-        from cifar_lightning.serve import serve as function
+        from cifar_lightning.tools.serve import serve as function
     elif command == "study":
-        from cifar_lightning.study import run_study as function
+        from cifar_lightning.tools.study import run_study as function
     elif command == "sweep":
-        from cifar_lightning.tune import sweep as function
+        from cifar_lightning.tools.sweep import sweep as function
     else:
-        from cifar_lightning.report import write_report as function
+        from cifar_lightning.tools.report import write_report as function
     parser = ArgumentParser(prog=f"python -m cifar_lightning {command}", description=function.__doc__.split("\n")[0])
     lists = add_list_options(parser, function)
     parser.add_function_arguments(function, as_positional=False, skip=lists)
@@ -103,13 +103,13 @@ def run(argv: list[str] | None) -> int:
     if command not in LIGHTNING:
         print(f"error: unknown command {command!r}; commands: {', '.join([*LIGHTNING, *TOOLS])}", file=sys.stderr)
         return 2
-    from cifar_lightning.cli import main as cli_main
+    from cifar_lightning.runs.cli import main as cli_main
 
     return cli_main(args)
 
 
 if __name__ == "__main__":
-    from cifar_lightning.malloc import keep_freed_memory
+    from cifar_lightning.training.malloc import keep_freed_memory
 
     keep_freed_memory()  # this process is ours: a CPU step no longer faults its freed memory back in
     sys.exit(main())

@@ -1,7 +1,7 @@
 import torch
 
-from cifar_lightning import augment
-from cifar_lightning.data import EpochSampler, TensorLoader
+from cifar_lightning.training import augment
+from cifar_lightning.training.data import EpochSampler, TensorLoader
 
 
 def test_flip_mirrors_exactly_the_masked_images():

@@ -1,9 +1,9 @@
 """Weight averaging through Lightning's own EMAWeightAveraging callback, switched on from the config."""
 
 import torch
-from conftest import FIT
+from helpers import FIT
 
-from cifar_lightning.module import CIFARClassifier
+from cifar_lightning.training.classifier import CIFARClassifier
 
 EMA = [
     "--trainer.callbacks+=EMAWeightAveraging",

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from cifar_lightning.calibration import expected_calibration_error, fit_temperature, reliability
+from cifar_lightning.training.calibration import expected_calibration_error, fit_temperature, reliability
 
 
 def test_ece_equals_the_hand_computed_value():

@@ -6,10 +6,10 @@ import signal
 
 import pytest
 import torch
-from conftest import FIT, scalars
+from helpers import FIT, scalars
 
-from cifar_lightning.module import CIFARClassifier
-from cifar_lightning.runs import BEST_PATTERN
+from cifar_lightning.runs.folders import BEST_PATTERN
+from cifar_lightning.training.classifier import CIFARClassifier
 
 RUN = "lightning_logs/model2/version_0"  # model2 has dropout, so the generators' states matter
 BASE = ["fit", "--config=configs/model2.yaml", "--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=1"]

@@ -3,14 +3,14 @@ import math
 
 import pytest
 import torch
-from conftest import CONFIG_DIR, FIT, data_args, scalars
+from helpers import CONFIG_DIR, FIT, data_args, scalars
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar_lightning.cli import PROGRESS_BAR_REFRESH, CifarCLI
-from cifar_lightning.data import CLASSES, CIFAR10DataModule
-from cifar_lightning.module import CIFARClassifier
-from cifar_lightning.report import STUDY  # the study's published table
+from cifar_lightning.runs.cli import PROGRESS_BAR_REFRESH, CifarCLI
+from cifar_lightning.tools.report import STUDY  # the study's published table
+from cifar_lightning.training.classifier import CIFARClassifier
+from cifar_lightning.training.data import CLASSES, CIFAR10DataModule
 
 CONFIGS = [CONFIG_DIR / f"{name}.yaml" for name in STUDY]
 
@@ -272,8 +272,8 @@ def test_trainer_fit_and_test_from_python_write_what_the_cli_writes(data_dir, tm
     """The stage's artifacts come from callbacks, not from the CLI."""
     import lightning as L
 
-    from cifar_lightning.callbacks import TensorBoardFigures, TestResults
-    from cifar_lightning.checkpoints import BestCheckpoint, LastCheckpoint
+    from cifar_lightning.runs.callbacks import TensorBoardFigures, TestResults
+    from cifar_lightning.runs.checkpoints import BestCheckpoint, LastCheckpoint
 
     callbacks = [BestCheckpoint(monitor="val/acc", mode="max"), LastCheckpoint(), TestResults(), TensorBoardFigures()]
     trainer = L.Trainer(
@@ -289,7 +289,7 @@ def test_trainer_fit_and_test_from_python_write_what_the_cli_writes(data_dir, tm
 
 
 def test_config_plugins_are_kept_beside_the_atomic_checkpoint_writer(tmp_path):
-    from cifar_lightning.checkpoints import AtomicCheckpointIO
+    from cifar_lightning.runs.checkpoints import AtomicCheckpointIO
 
     args = ["--config", str(CONFIG_DIR / "model1.yaml"), "--trainer.plugins=DoublePrecision"]
     cli = CifarCLI(CIFARClassifier, CIFAR10DataModule, args=args, run=False)
@@ -328,8 +328,8 @@ def test_channels_last_is_chosen_for_the_device_the_model_will_run_on(monkeypatc
 def test_predict_refuses_several_devices():
     from types import SimpleNamespace
 
-    from cifar_lightning.callbacks import PredictionWriter
     from cifar_lightning.errors import CifarError
+    from cifar_lightning.runs.callbacks import PredictionWriter
 
     with pytest.raises(CifarError, match="predict runs on one device"):
         PredictionWriter().setup(SimpleNamespace(world_size=2), None, "predict")
@@ -421,7 +421,7 @@ def test_a_resumed_run_logs_its_hyperparameters_once(run_cli, tmp_path):
 
 
 def test_running_from_another_folder_says_where_to_run_instead_of_downloading(tmp_path, monkeypatch, capsys):
-    from cifar_lightning.cli import main
+    from cifar_lightning.runs.cli import main
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

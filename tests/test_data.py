@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_arrays
+from helpers import make_arrays
 from torchvision.datasets import CIFAR10
 
-from cifar_lightning.data import (
+from cifar_lightning.errors import CifarError
+from cifar_lightning.training.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CIFAR10DataModule,
@@ -23,7 +24,6 @@ from cifar_lightning.data import (
     download_cifar10,
     load_npz,
 )
-from cifar_lightning.errors import CifarError
 
 
 def test_split_takes_first_for_training_and_last_for_validation(data_dir):

@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import data_args, scalars
+from helpers import data_args, scalars
 
 ROOT = Path(__file__).parents[1]
 

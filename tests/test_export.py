@@ -1,20 +1,23 @@
 """ONNX export: raw pixels in, probabilities out, checked against the checkpoint before the file exists."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
-from conftest import FIT
+from helpers import FIT, module_probabilities, patterned_images
 
 onnx = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'")
 onnxruntime = pytest.importorskip("onnxruntime", reason="the export extra: pip install -e '.[export]'")
 
 from cifar_lightning.__main__ import main as package_main  # noqa: E402
+from cifar_lightning.training.data import CIFAR10_STD  # noqa: E402
 
 
 @pytest.fixture
 def trained(run_cli, tmp_path):
-    assert run_cli(*FIT, "--trainer.max_epochs=1", "--data.mean=[0.4,0.5,0.6]") == 0
+    # a few steps at a high rate: outputs far from uniform, so that a mix-up of the input shows
+    assert run_cli(*FIT, "--model.optimizer.init_args.lr=0.05", "--data.mean=[0.4,0.5,0.6]") == 0
     return tmp_path
 
 
@@ -35,15 +38,51 @@ def test_export_takes_pixels_gives_probabilities_and_matches_the_checkpoint(trai
     assert not list(trained.glob(".model1.onnx.*"))
 
 
+def test_every_way_out_of_the_package_gives_the_lightning_modules_probabilities(trained, data_dir, tmp_path, run_cli):
+    """The wrapper in PyTorch, onnxruntime on the exported file and ``predict`` on image files, against the
+    LightningModule's own softmax on the same images (patterned so that a transposed, mirrored or channel-swapped
+    input, or a wrong mean or std, changes the answer), as tight as the export's own check."""
+    import torch
+    from PIL import Image
+
+    from cifar_lightning.tools.export import TOLERANCE, load_classifier
+
+    ckpt = next((trained / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    images = patterned_images()
+    (tmp_path / "reference").mkdir()
+    expected = module_probabilities(ckpt, images, tmp_path / "reference")
+    wrapper, _ = load_classifier(ckpt)
+    with torch.no_grad():
+        in_torch = wrapper(torch.from_numpy(images)).numpy()
+        for altered in (images.transpose(0, 2, 1, 3), images[:, :, ::-1], images[..., ::-1]):  # the images matter
+            moved = wrapper(torch.from_numpy(altered.copy())).numpy()
+            assert np.abs(moved - expected).max() > 10 * TOLERANCE
+    assert package_main(["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data_dir={data_dir}"]) == 0
+    session = onnxruntime.InferenceSession(str(trained / "m.onnx"), providers=["CPUExecutionProvider"])
+    in_onnxruntime = session.run(None, {"images": images})[0]
+    (tmp_path / "photos").mkdir()
+    for i, image in enumerate(images):  # PNG: lossless, and 32x32 so the resize changes nothing
+        Image.fromarray(image).save(tmp_path / "photos" / f"{i:02d}.png")
+    assert run_cli("predict", "--config=configs/model1.yaml", "--data.predict_path=photos", f"--ckpt_path={ckpt}") == 0
+    with open(tmp_path / "predictions.csv") as f:
+        rows = list(csv.reader(f))[1:]
+    in_predict = np.array([[float(p) for p in row[3:]] for row in sorted(rows)])
+
+    for got in (in_torch, in_onnxruntime, in_predict):
+        assert (got.argmax(1) == expected.argmax(1)).all()
+        np.testing.assert_allclose(got, expected, atol=TOLERANCE)
+
+
 def test_the_normalization_travels_with_the_model(trained, data_dir):
     """The checkpoint was trained with mean (0.4, 0.5, 0.6): the export must use it, not the study's."""
     import torch
 
-    from cifar_lightning.export import load_classifier
+    from cifar_lightning.tools.export import load_classifier
 
     ckpt = next((trained / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
     model, _ = load_classifier(ckpt)
     assert model.mean.flatten().tolist() == pytest.approx([0.4, 0.5, 0.6])
+    assert model.std.flatten().tolist() == pytest.approx(CIFAR10_STD)
     assert model(torch.zeros(2, 32, 32, 3, dtype=torch.uint8)).shape == (2, 10)
 
 

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import QUIET, data_args, make_arrays
+from helpers import QUIET, data_args, make_arrays
 
-from cifar_lightning import cli
-from cifar_lightning.identity import Experiment, identity
-from cifar_lightning.report import write_report
-from cifar_lightning.study import plan, run_study
+from cifar_lightning.runs import cli
+from cifar_lightning.runs.identity import Experiment, identity
+from cifar_lightning.tools.report import write_report
+from cifar_lightning.tools.study import plan, run_study
 
 SHORT = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=4"]
 
@@ -68,7 +68,7 @@ def test_a_setting_an_older_run_lacks_counts_at_its_default():
 def test_the_committed_runs_have_their_configs_settings():
     """The study's runs made before identities were recorded are judged by their own config.yaml."""
     root = Path(__file__).parents[1]
-    from cifar_lightning.runs import model_runs
+    from cifar_lightning.runs.folders import model_runs
 
     for model in ("model1", "model2", "model5", "model7"):
         wanted = cli.experiment(root / "configs" / f"{model}.yaml")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from cifar_lightning import images
 from cifar_lightning.errors import CifarError
-from cifar_lightning.images import load_images, read_image
+from cifar_lightning.training import images
+from cifar_lightning.training.images import load_images, read_image
 
 
 def test_exif_orientation_is_applied(tmp_path):

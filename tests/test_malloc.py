@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cifar_lightning import malloc
+from cifar_lightning.training import malloc
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cifar_lightning.cli import main
+from cifar_lightning.runs.cli import main
 
 REAL = os.environ.get("CIFAR10_DIR")
 CONFIG = Path(__file__).parents[1] / "configs" / "model1.yaml"

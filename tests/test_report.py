@@ -6,20 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import scalars
+from helpers import scalars, table_row
 from PIL import Image
 
 from cifar_lightning.__main__ import main as package_main
-from cifar_lightning.report import LADDER, STUDY, write_report
+from cifar_lightning.tools.report import LADDER, STUDY, write_report
 
 QUICK = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.log_every_n_steps=2"]
-
-
-def _row(report: str, section: str, model: str) -> list[str]:
-    """The cells of ``model``'s row in the table under ``## section``."""
-    part = report.split(f"## {section}")[1].split("\n## ")[0]
-    line = next(ln for ln in part.splitlines() if ln.startswith(f"| {model} |"))
-    return [cell.strip() for cell in line.strip("|").split("|")]
 
 
 @pytest.fixture
@@ -47,7 +40,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     accs = [v for _, v in scalars(run)["val/acc"]]
     losses = [v for _, v in scalars(run)["val/loss"]]
     best = accs.index(max(accs))
-    row = _row(report, "Best validation accuracy", "model1")
+    row = table_row(report, "Best validation accuracy", "model1")
     assert row[1] == "version_1 (of 3)"
     assert row[2].startswith("other settings: ") and "trainer.max_epochs 2 (model1.yaml: 20)" in row[2]
     assert "model.optimizer.init_args.lr 0.01 (model1.yaml: 0.001)" in row[2]
@@ -60,13 +53,13 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     assert "version_0 (other settings: " in report  # the lr of the config, but capped: not grouped with version_1
 
     test = json.loads((run / "test_results.json").read_text())
-    row = _row(report, "Test accuracy", "model1")
+    row = table_row(report, "Test accuracy", "model1")
     assert row[1] == "version_1 (of 3)"
     assert row[2] == f"{100 * test['test/acc']:.2f}%" and row[3] == f"{test['test/loss']:.4f}"
-    assert _row(report, "Test accuracy", "model2")[2] == "not tested"
+    assert table_row(report, "Test accuracy", "model2")[2] == "not tested"
     assert "## Across seeds" not in report  # one seed per model: no spread to report
 
-    assert _row(report, "Hyperparameters", "model2") == [
+    assert table_row(report, "Hyperparameters", "model2") == [
         "model2",
         "2 (config: 50)",
         "32",
@@ -76,7 +69,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
         "0.5",
         "0",
     ]
-    assert _row(report, "Hyperparameters", "model1")[4] == "0.01"  # the chosen run's own lr
+    assert table_row(report, "Hyperparameters", "model1")[4] == "0.01"  # the chosen run's own lr
     assert "| mean | red |" in report
 
     for name in ("model1.png", "model2.png", "samples.png"):
@@ -166,7 +159,7 @@ def test_epochs_are_counted_from_the_run_when_validation_skips_epochs(run_cli, t
     args = ["fit", "--config=configs/model1.yaml", "--trainer.max_epochs=4", "--trainer.limit_train_batches=3"]
     assert run_cli(*args, "--trainer.check_val_every_n_epoch=2") == 0
     out = write_report(str(tmp_path / "lightning_logs"), str(tmp_path / "reports"), str(data_dir), "configs")
-    row = _row((out / "report.md").read_text(), "Best validation accuracy", "model1")
+    row = table_row((out / "report.md").read_text(), "Best validation accuracy", "model1")
     accs = scalars(tmp_path / "lightning_logs/model1/version_0")["val/acc"]
     assert [s for s, _ in accs] == [5, 11]  # validated after epochs 2 and 4
     assert row[2].startswith("other settings: ")  # finished: not "interrupted after 2 of 4"
@@ -187,8 +180,8 @@ def test_the_readme_study_table_says_what_report_study_says():
 
 
 def test_not_run_estimates_charge_validation_per_epoch_not_per_training_image(tmp_path):
-    from cifar_lightning.report import estimate_hours
-    from cifar_lightning.runs import Run
+    from cifar_lightning.runs.folders import Run
+    from cifar_lightning.tools.report import estimate_hours
 
     def run(batch: int, steps: int, step_s: float, validation_s: float, name: str = "x") -> Run:
         scalars = {"train/loss_epoch": [(steps - 1, 1.0), (2 * steps - 1, 0.9)]}
@@ -242,8 +235,8 @@ def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, d
 def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     from scipy.stats import t
 
-    from cifar_lightning.report import _claims_section
-    from cifar_lightning.runs import Run
+    from cifar_lightning.runs.folders import Run
+    from cifar_lightning.tools.report import _claims_section
 
     def seeds(model: str, accs: list[float], **kw) -> list[Run]:
         return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i}, {
@@ -261,7 +254,7 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     lines = _claims_section(chosen)
     claims = ["dropout 0.5 over none", "dropout 0.2 under 0.5", "300 epochs over model7's 50"]
     claims.append("model4 is the best of the study's models")
-    rows = {claim: _row("\n".join(lines), "The study's claims", claim) for claim in claims}
+    rows = {claim: table_row("\n".join(lines), "The study's claims", claim) for claim in claims}
 
     first = rows["dropout 0.5 over none"]
     v1, v2 = statistics.variance(model1) / 3, statistics.variance(model2) / 4
@@ -276,13 +269,13 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
 
 
 def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
-    from cifar_lightning.report import _slices_section
-    from cifar_lightning.runs import Run
+    from cifar_lightning.runs.folders import Run
+    from cifar_lightning.tools.report import _slices_section
 
     slices = [0.80, 0.84, 0.82, 0.78]
     test = {"test/acc": 0.81, "slice_size": 1000, "slice_acc": slices}
     run = Run("model4", tmp_path / "version_0", {"seed_everything": 0}, {"val/acc": [(9, 0.85)]}, test)
-    row = _row("\n".join(_slices_section({"model4": [run]})), "How much the validation images decide", "model4")
+    row = table_row("\n".join(_slices_section({"model4": [run]})), "How much the validation images decide", "model4")
     assert row[2:] == [
         "81.00%",
         "4 × 1,000",

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar_lightning import cli
-from cifar_lightning.report import write_report
-from cifar_lightning.runs import model_runs
+from cifar_lightning.runs import cli
+from cifar_lightning.runs.folders import model_runs
+from cifar_lightning.tools.report import write_report
 
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "results"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import data_args, scalars
+from helpers import data_args, scalars
 
 CONFIG = Path(__file__).parents[1] / "configs" / "model2.yaml"  # has dropout, so its generator state matters
 

@@ -10,39 +10,51 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import FIT
+from helpers import FIT, module_probabilities, patterned_images
 from PIL import Image
 
 pytest.importorskip("litserve", reason="the serve extra: pip install -e '.[serve]'")
 
-from cifar_lightning.serve import MAX_UPLOAD_MB, post_image  # noqa: E402
+from cifar_lightning.tools.serve import MAX_UPLOAD_MB, post_image  # noqa: E402
 
 ROOT = Path(__file__).parents[1]
 
 
 def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
+    return _png_of(np.full((size, size, 3), colour, np.uint8))
+
+
+def _png_of(pixels: np.ndarray) -> bytes:
     buffer = io.BytesIO()
-    Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
+    Image.fromarray(pixels).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-@pytest.fixture
-def server(run_cli, tmp_path):
-    """A model trained for an epoch, served from its checkpoint on a free loopback port."""
-    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
-    ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+@contextlib.contextmanager
+def serving(model: Path, cwd: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``serve --model`` on a free loopback port, from start-up until it answers /health; stopped on leaving."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "cifar_lightning", "serve", f"--model={ckpt}", f"--port={port}", "--max_batch_size=8"]
+    args = [
+        sys.executable,
+        "-m",
+        "cifar_lightning",
+        "serve",
+        f"--model={model}",
+        f"--port={port}",
+        "--max_batch_size=8",
+    ]
     # its own process group, so the test can stop LitServe's worker processes with it, as Ctrl-C in a terminal does
     process = subprocess.Popen(
-        args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -56,13 +68,47 @@ def server(run_cli, tmp_path):
     else:
         os.killpg(process.pid, signal.SIGKILL)
         pytest.fail(f"the server did not start: {process.stdout.read()}")
-    yield url, ckpt, process
-    # (a test may have stopped it already; a slow stop on a loaded machine ends in SIGKILL below)
-    with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=30)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+    try:
+        yield url, process
+    finally:  # (a test may have stopped it already; a slow stop on a loaded machine ends in SIGKILL below)
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(process.pid, signal.SIGINT)
+            process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is left
+
+
+@pytest.fixture
+def server(run_cli, tmp_path):
+    """A model trained for an epoch, served from its checkpoint."""
+    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
+    ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    with serving(ckpt, tmp_path) as (url, process):
+        yield url, ckpt, process
+
+
+@pytest.mark.slow
+def test_the_service_gives_the_lightning_modules_probabilities_from_a_checkpoint_or_onnx(run_cli, tmp_path, data_dir):
+    """Patterned images (a transpose, a mirror or a swap of channels changes them) sent as PNG files, against the
+    LightningModule's own softmax, as tight as the export's own check: served from the checkpoint and from the
+    ONNX file exported from it."""
+    pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'")
+    from cifar_lightning.__main__ import main as package_main
+    from cifar_lightning.tools.export import TOLERANCE
+
+    assert run_cli(*FIT, "--model.optimizer.init_args.lr=0.05", "--data.mean=[0.4,0.5,0.6]") == 0
+    ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    assert package_main(["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data_dir={data_dir}"]) == 0
+    images = patterned_images()
+    (tmp_path / "reference").mkdir()
+    expected = module_probabilities(ckpt, images, tmp_path / "reference")
+    for model in (ckpt, tmp_path / "m.onnx"):
+        with serving(model, tmp_path) as (url, _):
+            answers = [post_image(f"{url}/predict", _png_of(image)) for image in images]
+        assert all(status == 200 for status, _ in answers), answers
+        got = np.array([list(answer["probabilities"].values()) for _, answer in answers])
+        assert (got.argmax(1) == expected.argmax(1)).all(), model
+        np.testing.assert_allclose(got, expected, atol=TOLERANCE, err_msg=str(model))
 
 
 def test_the_service_classifies_rejects_bad_uploads_and_keeps_serving(server, run_cli, tmp_path):
@@ -169,8 +215,8 @@ def test_a_model_not_exported_here_is_refused_before_the_server_listens(
 def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):
     import json
 
-    from cifar_lightning.data import CLASSES
-    from cifar_lightning.serve import check_model
+    from cifar_lightning.tools.serve import check_model
+    from cifar_lightning.training.data import CLASSES
 
     TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
     _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))

@@ -9,13 +9,12 @@ import sys
 
 import pytest
 import torch
-from conftest import QUIET, data_args, scalars
-from test_report import _row
+from helpers import QUIET, data_args, scalars, table_row
 
-from cifar_lightning import cli
-from cifar_lightning.module import CIFARClassifier
-from cifar_lightning.report import STUDY, verdict, write_report
-from cifar_lightning.study import run_study
+from cifar_lightning.runs import cli
+from cifar_lightning.tools.report import STUDY, verdict, write_report
+from cifar_lightning.tools.study import run_study
+from cifar_lightning.training.classifier import CIFARClassifier
 
 STUDY_CONFIGS = ["configs/model1.yaml", "configs/model2.yaml"]
 
@@ -82,12 +81,12 @@ def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkey
     report = (out / "report.md").read_text()
     for model in ("model1", "model2"):
         accs = [max(v for _, v in scalars(logs / model / f"version_{i}")["val/acc"]) for i in (0, 1)]
-        row = _row(report, "Across seeds", model)
+        row = table_row(report, "Across seeds", model)
         assert row[1] == "2"
         assert row[2] == f"{100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}%"
         assert row[3] == f"{100 * min(accs):.2f}–{100 * max(accs):.2f}%"
         assert row[7] == verdict(STUDY[model].best_val_acc, accs)
-    assert _row(report, "Best validation accuracy", "model1")[1] == "version_0 (seed 0)"
+    assert table_row(report, "Best validation accuracy", "model1")[1] == "version_0 (seed 0)"
     assert "| mean | red |" in report  # the data folder was read from the runs' config.yaml
 
 
@@ -107,7 +106,7 @@ def test_the_study_command_takes_several_configs_and_seeds_as_words(monkeypatch)
     """``make study`` passes ``--configs a b --seeds 0 1``; jsonargparse alone wanted one JSON list."""
     import functools
 
-    import cifar_lightning.study
+    import cifar_lightning.tools.study
     from cifar_lightning.__main__ import main as package_main
 
     received = {}
@@ -117,7 +116,7 @@ def test_the_study_command_takes_several_configs_and_seeds_as_words(monkeypatch)
         received.update(kwargs)
         return 0
 
-    monkeypatch.setattr(cifar_lightning.study, "run_study", record)
+    monkeypatch.setattr(cifar_lightning.tools.study, "run_study", record)
     argv = ["study", "--configs", *STUDY_CONFIGS, "--seeds", "0", "1", "--epochs", "2"]
     assert package_main(argv) == 0
     assert {k: received[k] for k in ("configs", "seeds", "epochs")} == {

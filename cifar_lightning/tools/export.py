@@ -18,11 +18,11 @@ import torch
 from torch import Tensor, nn
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.checkpoints import load_checkpoint
-from cifar_lightning.cli import config_location, experiment
-from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import resolve_checkpoint
+from cifar_lightning.runs.checkpoints import load_checkpoint
+from cifar_lightning.runs.cli import config_location, experiment
+from cifar_lightning.runs.folders import resolve_checkpoint
+from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
 
 TOLERANCE = 1e-4
 INSTALL = "pip install -e '.[export]'"
@@ -44,7 +44,7 @@ class PixelsToProbabilities(nn.Module):
 
 def load_classifier(path: Path) -> tuple[PixelsToProbabilities, dict[str, Any]]:
     """The network of a checkpoint written by fit, with its normalization; any problem is one CifarError."""
-    from cifar_lightning.module import CIFARClassifier
+    from cifar_lightning.training.classifier import CIFARClassifier
 
     checkpoint = load_checkpoint(path)
     hparams = checkpoint.get("hyper_parameters") or {}

@@ -1,4 +1,5 @@
-"""``python -m cifar_lightning.bench``: throughput measured in one run on one machine, as ratios to baselines.
+"""``python benchmarks/bench.py`` (``make bench``): throughput measured in one run on one machine, as ratios
+to baselines.
 
 - training images/s of ``fit`` through Lightning against a plain PyTorch loop written here
   (same net, data, batch size and SGD), at each batch size, the command line as users run it against
@@ -40,11 +41,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from cifar_lightning import cli
-from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, CIFAR10DataModule, EpochSampler, TensorLoader, load_npz
-from cifar_lightning.malloc import keep_freed_memory
-from cifar_lightning.model import ConvNet
-from cifar_lightning.module import CIFARClassifier, cpu_has_bf16
+from cifar_lightning.runs import cli
+from cifar_lightning.training.classifier import CIFARClassifier, cpu_has_bf16
+from cifar_lightning.training.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR10DataModule,
+    EpochSampler,
+    TensorLoader,
+    load_npz,
+)
+from cifar_lightning.training.malloc import keep_freed_memory
+from cifar_lightning.training.network import ConvNet
 
 
 def _sync(device: torch.device) -> None:
@@ -138,9 +146,9 @@ def independent_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int
 def plain_loop_process(data_dir: str, batch_size: int, steps: int, warmup: int, **variant: Any) -> float:
     """Milliseconds per step of :func:`plain_loop` run in a fresh Python process, as a training script runs, so it
     compares with the command line's subprocesses; ``keep_freed_memory`` applies the command line's malloc setting."""
-    code = "import json, sys; from cifar_lightning.bench import _plain_script; _plain_script(*json.loads(sys.argv[1]))"
     arguments = json.dumps([data_dir, batch_size, steps, warmup, variant])
-    done = subprocess.run([sys.executable, "-c", code, arguments], capture_output=True, text=True)
+    command = [sys.executable, __file__, "--plain_script", arguments]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"bench: the plain loop failed:\n{done.stderr[-2000:]}")
     return float(done.stdout.split()[-1])
@@ -575,4 +583,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--plain_script"]:  # one measurement of plain_loop_process, in its own process
+        _plain_script(*json.loads(sys.argv[2]))
+    else:
+        main()

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from cifar_lightning.data import TRAIN_SIZE
 from cifar_lightning.errors import CifarError
-from cifar_lightning.identity import DEFAULT_OPTIMIZER, Experiment
+from cifar_lightning.runs.identity import DEFAULT_OPTIMIZER, Experiment
+from cifar_lightning.training.data import TRAIN_SIZE
 
 TEST_RESULTS = "test_results.json"
 TEST_RESULTS_TTA = "test_results_tta.json"  # a test with test-time augmentation, beside the plain one

@@ -1,10 +1,9 @@
 """glibc's allocator, told to keep the memory a training step frees for the next step.
 
 By default glibc hands large freed blocks back to the kernel (``munmap``, heap trimming) and a
-CPU training step then faults the same pages in again, zeroed, at every step: on the development
-machine a plain batch-32 loop spent a third of its time in the kernel doing so (BENCHMARKS.md,
-issue 17). Raising the mmap and trim thresholds keeps that memory in the process, as jemalloc or
-tcmalloc would. Only the process's owner should do this: ``python -m cifar_lightning`` calls it.
+CPU training step then faults the same pages in again, zeroed, at every step, spending much of its time in
+the kernel (measured in BENCHMARKS.md). Raising the mmap and trim thresholds keeps that memory in the
+process, as jemalloc or tcmalloc would. Only the process's owner should do this: ``python -m cifar_lightning`` calls it.
 """
 
 import ctypes

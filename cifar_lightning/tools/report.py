@@ -17,12 +17,12 @@ from typing import Any
 
 import torch
 
-from cifar_lightning import cli
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
 from cifar_lightning.errors import CifarError
-from cifar_lightning.figures import curves_figure, samples_figure
-from cifar_lightning.runs import Run, choose, model_runs
+from cifar_lightning.runs import cli
+from cifar_lightning.runs.figures import curves_figure, samples_figure
+from cifar_lightning.runs.folders import Run, choose, model_runs
+from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
 
 
 @dataclass(frozen=True)
@@ -402,7 +402,7 @@ LADDER = (  # (logger name, tested with test-time augmentation, what the rung ad
 
 
 def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
-    """The same network with one training trick more on each rung, each over its seeds (issue 15)."""
+    """The same network with one training trick more on each rung, each over its seeds."""
     rows = []
     for model, tta, adds in LADDER:
         seeds = chosen.get(model, [])

@@ -22,9 +22,9 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import CONFIG_FILE, TEST_RESULTS, best_in, hyperparameters, read_file, run_of
+from cifar_lightning.runs.folders import CONFIG_FILE, TEST_RESULTS, best_in, hyperparameters, read_file, run_of
+from cifar_lightning.training.data import CLASSES
 
 HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 
@@ -79,7 +79,7 @@ class TensorBoardFigures(L.Callback):
         # hook), so the checkpoint path is what tells.
         if not trainer.is_global_zero or not _tensorboards(trainer) or trainer.ckpt_path is not None:
             return
-        from cifar_lightning.figures import samples_figure
+        from cifar_lightning.runs.figures import samples_figure
 
         for logger in _tensorboards(trainer):
             logger.log_hyperparams(run_hyperparameters(trainer, pl_module), dict.fromkeys(HPARAM_METRICS, math.nan))
@@ -143,8 +143,8 @@ class TestResults(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        from cifar_lightning.figures import confusion_figure
-        from cifar_lightning.module import per_class_accuracy
+        from cifar_lightning.runs.figures import confusion_figure
+        from cifar_lightning.training.classifier import per_class_accuracy
 
         kept = ("test/acc", "test/loss", "test/ece", "test/temperature", "test/ece_temperature_scaled")
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k in kept}
@@ -168,8 +168,8 @@ class TestResults(L.Callback):
         image = run / f"confusion_matrix{suffix}.png"
         atomic_write(image, lambda f: f.write(png.getvalue()))
         if outputs:
-            from cifar_lightning.calibration import reliability
-            from cifar_lightning.figures import reliability_figure
+            from cifar_lightning.runs.figures import reliability_figure
+            from cifar_lightning.training.calibration import reliability
 
             logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
             diagram = reliability_figure(reliability(logits, labels), f"{title}: test reliability")

@@ -11,13 +11,13 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FIT, EagerReplays
+from helpers import FIT, EagerReplays
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from cifar_lightning.data import CIFAR10DataModule
-from cifar_lightning.graph import GraphedStep
-from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker
+from cifar_lightning.training.classifier import CIFARClassifier, cuda_graph_blocker
+from cifar_lightning.training.cuda_graphs import GraphedStep
+from cifar_lightning.training.data import CIFAR10DataModule
 
 
 def _trainer(**overrides) -> SimpleNamespace:

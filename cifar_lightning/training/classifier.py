@@ -18,11 +18,11 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from cifar_lightning import calibration
-from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
-from cifar_lightning.graph import GraphedStep
-from cifar_lightning.model import ConvNet
+from cifar_lightning.training import calibration
+from cifar_lightning.training.cuda_graphs import GraphedStep
+from cifar_lightning.training.data import CLASSES
+from cifar_lightning.training.network import ConvNet
 
 DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
 NUM_CLASSES = 10
@@ -50,8 +50,8 @@ def cuda_graph_blocker(trainer: L.Trainer, compiled: bool) -> str | None:
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     """Whether the CPU has bf16 instructions (AVX-512 BF16 or AMX on x86, BF16 on Arm) by Linux's CPU flags; None
-    where they cannot be read. Without them bf16 autocast is emulated: 0.08-0.11x the speed of fp32 on an
-    AVX2-only AMD EPYC, against 1.25-1.72x on a CPU with AVX-512 BF16 (BENCHMARKS.md)."""
+    where they cannot be read. Without them bf16 autocast is emulated, and many times slower than fp32 instead
+    of faster (BENCHMARKS.md)."""
     try:
         words = set(cpuinfo.read_text().split())
     except OSError:
@@ -126,8 +126,8 @@ class CIFARClassifier(L.LightningModule):
             final_lr_fraction: the last step's lr as a share of the peak.
             label_smoothing: cross-entropy label smoothing.
             channels_last: NHWC memory layout; default on CUDA, and on the CPU under bf16 precision.
-            compile: ``torch.compile`` the network (slow to start; it rules out CUDA graphs, which were
-                4x faster on an H200: BENCHMARKS.md).
+            compile: ``torch.compile`` the network (slow to start; it rules out CUDA graphs, which are faster
+                for a network this small: BENCHMARKS.md).
             tta: test-time augmentation in validate, test and predict: the mean of the softmax over each image
                 and its mirror image (training is unchanged). Off in the study's configs.
             cuda_graph: replay the training step's forward and backward from a CUDA graph (one launch
@@ -159,23 +159,26 @@ class CIFARClassifier(L.LightningModule):
         self.register_buffer("_first_nonfinite_step", torch.full((), -1), persistent=False)  # -1: all finite
 
     def configure_model(self) -> None:
-        device = self.trainer.strategy.root_device.type  # the module is still on the CPU here: ask where it will run
-        bf16 = str(self.trainer.precision).startswith("bf16")
+        try:
+            trainer = self.trainer
+        except RuntimeError:  # ``load_from_checkpoint`` calls this hook with no Trainer (Lightning 2.6): a Trainer
+            return  # that later runs the module calls it again
+        device = trainer.strategy.root_device.type  # the module is still on the CPU here: ask where it will run
+        bf16 = str(trainer.precision).startswith("bf16")
         if device == "cpu" and bf16 and cpu_has_bf16() is False:
             rank_zero_warn(
-                f"trainer.precision {self.trainer.precision} on a CPU without bf16 instructions (no avx512_bf16 or "
-                "amx_bf16 in /proc/cpuinfo) is emulated, about 10x slower than 32-true: use 32-true on this CPU"
+                f"trainer.precision {trainer.precision} on a CPU without bf16 instructions (no avx512_bf16 or "
+                "amx_bf16 in /proc/cpuinfo) is emulated, many times slower than 32-true: use 32-true on this CPU"
             )
         if self.channels_last is None:
-            # cuDNN's native layout; on the CPU a win only with bf16 (1.55x at batch 32, 2.46x at 128 over fp32
-            # in BENCHMARKS.md, against 1.25x and 1.72x for bf16 alone), a loss in fp32
+            # cuDNN's native layout; on the CPU it adds to bf16's gain and costs time in fp32 (BENCHMARKS.md)
             self.channels_last = device == "cuda" or bf16
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if self.compile_net:
             self.net.compile()
-        if self.trainer.state.fn == TrainerFn.FITTING:
-            blocker = cuda_graph_blocker(self.trainer, self.compile_net)
+        if trainer.state.fn == TrainerFn.FITTING:
+            blocker = cuda_graph_blocker(trainer, self.compile_net)
             if self.cuda_graph and blocker:
                 raise cuda_graph_error(blocker)
             use = self.cuda_graph is not False and blocker is None

@@ -1,9 +1,9 @@
 """``python -m cifar_lightning study``: fit and test every (config, seed), continuing where an earlier call
-stopped: one after the other here, or as concurrent Ray Tune trials (``cifar_lightning.tune``).
+stopped: one after the other here, or as concurrent Ray Tune trials (``cifar_lightning.tools.trials``).
 
 Each (config, seed) is one run folder. A run that finished and was tested is skipped; one that finished
 untested is tested; one that was interrupted resumes from its ``last.ckpt`` (exact resume); anything else
-starts a new run. Only runs of the same identity count (``cifar_lightning.identity``: each setting that changes
+starts a new run. Only runs of the same identity count (``cifar_lightning.runs.identity``: each setting that changes
 what is learned, from the config and ``--args``), so a capped quick pass (``--epochs 1``) or a run with other
 hyperparameters never becomes part of a full-length study, and no run is resumed with other values. Every run
 goes through the same ``fit`` and ``test`` commands a user types, so a study gives the numbers of the runs made
@@ -15,16 +15,19 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
-from cifar_lightning import cli
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import LAST, Run, best_in, model_runs
+from cifar_lightning.runs import cli
+from cifar_lightning.runs.folders import LAST, Run, best_in, model_runs
+from cifar_lightning.tools.trials import enter, ray_module, run_config, start
 
 
 def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
@@ -88,6 +91,53 @@ def _run_claimed(config: Path, seed: int, options: list[str]) -> tuple[int, Run 
     return code, plan(config, seed, options)[1]
 
 
+def study_trial(params: dict[str, Any], root: str, epochs: int | None, extra: list[str], cpus: float) -> None:
+    """One (config, seed): fit or resume it, then test; a restart after a crash continues from ``last.ckpt``."""
+    from ray import tune
+
+    enter(root, cpus)
+    config, seed = Path(params["pair"]["config"]), params["pair"]["seed"]
+    code, run = run_one(config, seed, epochs, extra)
+    if code != 0 or run is None:
+        raise CifarError(f"{config} seed {seed}: exit status {code}")
+    tune.report({"test_acc": (run.test or {}).get("test/acc"), "run": str(run.path)})
+
+
+def study_trials(
+    pairs: list[tuple[Path, int]],
+    epochs: int | None,
+    extra: list[str],
+    cpus_per_trial: float,
+    gpus_per_trial: float | None,
+    address: str | None,
+) -> int:
+    """Every (config, seed) as a Ray Tune trial; returns 0 when all of them were fitted and tested."""
+    ray = ray_module()
+    from ray import tune
+
+    started, gpus = start(address, gpus_per_trial)
+    try:
+        trainable = tune.with_parameters(study_trial, root=os.getcwd(), epochs=epochs, extra=extra, cpus=cpus_per_trial)
+        grid = [{"config": str(config), "seed": seed} for config, seed in pairs]
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
+            param_space={"pair": tune.grid_search(grid)},
+            run_config=run_config("study", cli.config_location(pairs[0][0], tuple(extra))[0]),
+        )
+        results = tuner.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    # a trial reports once, when its run is fitted and tested: one without a report was stopped (Ctrl-C)
+    unfinished = [r for r in results if r.error is not None or "run" not in (r.metrics or {})]
+    for result in unfinished:
+        why = str(result.error).splitlines()[-1] if result.error is not None else "stopped before it finished"
+        print(f"study: {result.config['pair']['config']} seed {result.config['pair']['seed']}: {why}", file=sys.stderr)
+    if unfinished:
+        print("study: run the same command again to continue", file=sys.stderr)
+    return 1 if unfinished else 0
+
+
 def _ray_installed() -> bool:
     try:
         import ray.tune  # noqa: F401
@@ -131,8 +181,6 @@ def run_study(
     if parallel is None:
         parallel = _ray_installed()
     if parallel:
-        from cifar_lightning.tune import study_trials
-
         return study_trials(pairs, epochs, extra, cpus_per_trial, gpus_per_trial, address)
     busy = []
     for wait, todo in ((False, pairs), (True, busy)):  # first what no other study holds, then wait for the rest

@@ -21,26 +21,26 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from cifar_lightning import runs
-from cifar_lightning.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
-from cifar_lightning.checkpoints import (
+from cifar_lightning.errors import CifarError
+from cifar_lightning.runs import folders
+from cifar_lightning.runs.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
+from cifar_lightning.runs.checkpoints import (
     AtomicCheckpointIO,
     BestCheckpoint,
     LastCheckpoint,
     load_checkpoint,
 )
-from cifar_lightning.config_checks import (
+from cifar_lightning.runs.config_checks import (
     broken_config_file,
     check_working_folder,
     name_overridden_values,
     quiet,
     validate_config,
 )
-from cifar_lightning.data import CIFAR10DataModule
-from cifar_lightning.errors import CifarError
-from cifar_lightning.identity import Experiment, identity
-from cifar_lightning.module import CIFARClassifier, cuda_graph_blocker, cuda_graph_error
-from cifar_lightning.runs import BEST_FILENAME, DEFAULT_SAVE_DIR, remove_if_empty, reserve_run
+from cifar_lightning.runs.folders import BEST_FILENAME, DEFAULT_SAVE_DIR, remove_if_empty, reserve_run
+from cifar_lightning.runs.identity import Experiment, identity
+from cifar_lightning.training.classifier import CIFARClassifier, cuda_graph_blocker, cuda_graph_error
+from cifar_lightning.training.data import CIFAR10DataModule
 
 PROGRESS_BAR_REFRESH = 20  # batches between redraws
 RUN_ENV = "CIFAR_LIGHTNING_RUN_DIR"  # a fit's run folder, for the processes its DDP strategy starts
@@ -55,8 +55,8 @@ class EpochFromOne(TQDMProgressBar):
 
 
 def progress_bar() -> ProgressBar:
-    """Redrawn every ``PROGRESS_BAR_REFRESH`` batches instead of every batch: a redraw costs ~0.2 ms of host
-    time, a fifth of a graphed training step on a GPU."""
+    """Redrawn every ``PROGRESS_BAR_REFRESH`` batches instead of every batch: a redraw's host time is a large
+    share of a graphed training step on a GPU."""
     return EpochFromOne(refresh_rate=PROGRESS_BAR_REFRESH)
 
 
@@ -82,7 +82,7 @@ class SaveRunConfig(SaveConfigCallback):
 
 def run_location(config: Namespace) -> tuple[str, str]:
     files = config.get("config") or []
-    return runs.run_location(config.as_dict(), files[-1] if files else None)
+    return folders.run_location(config.as_dict(), files[-1] if files else None)
 
 
 def _seed(config: Namespace) -> int | None:
@@ -151,7 +151,9 @@ class CifarCLI(LightningCLI):
         ckpt, seed = config.ckpt_path or (None if subcommand == "fit" else "best"), _seed(config)
         wanted = Experiment(identity(config.as_dict()), identity(resolved_config(None)), source="this command")
         found = (
-            runs.resolve_checkpoint(save_dir, name, ckpt, seed, subcommand == "fit", wanted, resume=subcommand == "fit")
+            folders.resolve_checkpoint(
+                save_dir, name, ckpt, seed, subcommand == "fit", wanted, resume=subcommand == "fit"
+            )
             if ckpt
             else None
         )
@@ -169,14 +171,14 @@ class CifarCLI(LightningCLI):
         if why:
             print(f"{subcommand}: using {ckpt} ({why})", file=sys.stderr)
         config.ckpt_path = str(ckpt)
-        run = runs.run_of(ckpt)
+        run = folders.run_of(ckpt)
         if subcommand == "fit" and run is not None:
-            trained = runs.read_file(run / runs.CONFIG_FILE, yaml.safe_load)
+            trained = folders.read_file(run / folders.CONFIG_FILE, yaml.safe_load)
             if trained and (changed := wanted.resume_conflicts(trained)):
                 raise CifarError(
                     f"{ckpt} is from {run}, trained with other settings: {', '.join(changed)}; resuming it would "
                     f"mix two experiments in one run: start a new run (no --ckpt_path) or resume with the run's "
-                    f"own settings (--config {run / runs.CONFIG_FILE})"
+                    f"own settings (--config {run / folders.CONFIG_FILE})"
                 )
         if run is not None and run.parent.resolve() == (Path(save_dir) / name).resolve():
             self._log_into(config, run)
@@ -257,7 +259,7 @@ def _parsed(config: str | None, mtime: int, cwd: Path, extra: tuple[str, ...]) -
 def config_location(config: str | Path, extra: tuple[str, ...] = ()) -> tuple[str, str, int | None]:
     """(save_dir, model name, max_epochs) that ``fit --config config *extra`` would use."""
     parsed = resolved_config(config, extra)
-    return (*runs.run_location(parsed, config), parsed["trainer"].get("max_epochs"))
+    return (*folders.run_location(parsed, config), parsed["trainer"].get("max_epochs"))
 
 
 def experiment(config: str | Path, extra: tuple[str, ...] = ()) -> Experiment:

@@ -22,9 +22,9 @@ from torch import Tensor
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
-from cifar_lightning import augment
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
+from cifar_lightning.training import augment
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The study's Table 1, computed from the training images.
@@ -326,7 +326,7 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
-            from cifar_lightning.images import load_images
+            from cifar_lightning.training.images import load_images
 
             if self.predict_path is None:
                 raise CifarError("predict needs --data.predict_path: an image file or a folder of images")

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from cifar_lightning.data import CLASSES
+from cifar_lightning.training.data import CLASSES
 
 
 def curves_figure(

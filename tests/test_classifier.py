@@ -3,9 +3,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FIT, scalars
+from helpers import FIT, scalars
 
-from cifar_lightning.module import CIFARClassifier
+from cifar_lightning.training.classifier import CIFARClassifier
 
 
 def test_label_smoothing_applies_to_training_only():
@@ -47,7 +47,7 @@ def test_a_constant_schedule_keeps_the_configured_learning_rate(run_cli, tmp_pat
 def test_an_overflowing_fp16_step_is_left_to_the_grad_scaler(monkeypatch, precision, stops):
     from types import SimpleNamespace
 
-    from cifar_lightning.module import NonFiniteLossError
+    from cifar_lightning.training.classifier import NonFiniteLossError
 
     model = CIFARClassifier()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -81,7 +81,7 @@ def test_the_study_configs_leave_test_time_augmentation_off():
     from conftest import CONFIG_DIR
     from lightning.pytorch.cli import LightningCLI
 
-    from cifar_lightning.data import CIFAR10DataModule
+    from cifar_lightning.training.data import CIFAR10DataModule
 
     for config in sorted(CONFIG_DIR.glob("*.yaml")):
         cli = LightningCLI(CIFARClassifier, CIFAR10DataModule, args=["--config", str(config)], run=False)
@@ -126,7 +126,7 @@ def test_the_costly_parts_of_a_step_run_once_per_n_steps(run_cli, monkeypatch):
     ],
 )
 def test_bf16_instructions_are_read_from_the_cpu_flags(tmp_path, flags, has):
-    from cifar_lightning.module import cpu_has_bf16
+    from cifar_lightning.training.classifier import cpu_has_bf16
 
     (tmp_path / "cpuinfo").write_text(f"processor\t: 0\n{flags}\n")
     assert cpu_has_bf16(tmp_path / "cpuinfo") is has
@@ -148,9 +148,9 @@ def test_bf16_on_a_cpu_without_bf16_instructions_is_warned_about(monkeypatch, de
     import warnings
     from types import SimpleNamespace
 
-    from cifar_lightning import module
+    from cifar_lightning.training import classifier
 
-    monkeypatch.setattr(module, "cpu_has_bf16", lambda: has_bf16)
+    monkeypatch.setattr(classifier, "cpu_has_bf16", lambda: has_bf16)
     fake = SimpleNamespace(
         strategy=SimpleNamespace(root_device=torch.device(device)), precision=precision, state=SimpleNamespace(fn="x")
     )

@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import BEST_PATTERN, LAST
+from cifar_lightning.runs.folders import BEST_PATTERN, LAST
 
 
 def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from PIL import UnidentifiedImageError
 
-from cifar_lightning.data import CLASSES
 from cifar_lightning.errors import CifarError
+from cifar_lightning.training.data import CLASSES
 
 INSTALL = "pip install -e '.[serve]'"
 MAX_UPLOAD_MB = 10
@@ -50,7 +50,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         else:
             import torch
 
-            from cifar_lightning.export import load_classifier
+            from cifar_lightning.tools.export import load_classifier
 
             network, _ = load_classifier(self.model)
 
@@ -61,7 +61,7 @@ class ClassifierAPI(ls.LitAPI if ls else object):
             self.classify = classify
 
     def decode_request(self, request):  # noqa: ANN001 (LitServe reads the annotation: none means the raw form)
-        from cifar_lightning.images import read_image
+        from cifar_lightning.training.images import read_image
 
         upload = request.get("file") if hasattr(request, "get") else None
         if upload is None or not hasattr(upload, "read"):
@@ -149,7 +149,7 @@ def check_model(path: Path) -> None:
                 "python -m cifar_lightning export --config CONFIG --ckpt_path best"
             )
     else:
-        from cifar_lightning.export import load_classifier
+        from cifar_lightning.tools.export import load_classifier
 
         load_classifier(path)
 
@@ -219,7 +219,7 @@ def serve(
     if bool(model) == bool(config):
         raise CifarError("serve needs either --model FILE (.onnx or .ckpt) or --config FILE [--ckpt_path best]")
     if config:
-        from cifar_lightning.export import resolve
+        from cifar_lightning.tools.export import resolve
 
         path = resolve(Path(config), ckpt_path, seed)
     else:

@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from cifar_lightning.model import ConvNet
+from cifar_lightning.training.network import ConvNet
 
 
 def test_output_shape_and_parameter_count():

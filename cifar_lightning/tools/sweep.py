@@ -1,16 +1,10 @@
-"""Ray Tune as the engine for many runs: ``study`` (one trial per (config, seed)) and ``sweep`` (a search with
-Optuna's sampler and ASHA's early stopping).
-
-A trial is the unchanged ``fit`` (and, in a study, ``test``) in a Ray worker, so its run folder, numbers and
-checkpoints are those of the same command typed by hand. Ray places the trials on CPU cores and GPU shares of
-one machine or a cluster (whose nodes must see the repository at the same path), and restarts a trial that
-died; a restarted study trial resumes its run from ``last.ckpt``. Needs ``pip install -e '.[tune]'``.
-"""
+"""``python -m cifar_lightning sweep``: search a config's hyperparameters as Ray Tune trials, with Optuna's
+sampler proposing values and ASHA stopping weak trials early (``cifar_lightning.tools.trials``)."""
 
 import copy
 import json
 import os
-import sys
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,110 +13,13 @@ import yaml
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.cli import config_location, resolved_config
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs import model_runs, read_file
+from cifar_lightning.runs import cli
+from cifar_lightning.runs.folders import model_runs, read_file
+from cifar_lightning.tools.trials import enter, ray_module, run_config, start
 
-INSTALL = "pip install -e '.[tune]'"
-RETRIES = 2  # times Ray restarts a trial that died before giving up on it
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 REPORT_METRICS = {"val_acc": "val/acc", "val_loss": "val/loss"}  # Tune's names (no '/') for Lightning's
-
-
-def _ray() -> Any:
-    try:
-        import ray
-        from ray import tune  # noqa: F401
-    except ImportError:
-        raise CifarError(f"running trials in parallel needs Ray Tune: {INSTALL} (or pass --parallel false)") from None
-    return ray
-
-
-def _start(address: str | None, gpus_per_trial: float | None) -> tuple[bool, float]:
-    """Join ``address`` or start a Ray of this machine; returns (whether we started it, GPU share per trial)."""
-    ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        # Ray runs its workers at nice 15 so that they yield to the machine's other work; here the trials are
-        # the work, and at nice 15 anything else running starves them (a 16 s fit took minutes).
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
-    if gpus_per_trial is None:
-        gpus_per_trial = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return started, gpus_per_trial
-
-
-def _enter(root: str, cpus: float) -> None:
-    """A trial starts in a folder of Ray's: work from the repository root, with the threads it was given and
-    the command line's malloc setting (the worker process is the trial's while it runs)."""
-    import torch
-
-    from cifar_lightning.malloc import keep_freed_memory
-
-    os.chdir(root)
-    sys.argv = sys.argv[:1]  # the worker's own arguments are not the CLI's
-    torch.set_num_threads(max(1, int(cpus)))
-    keep_freed_memory()
-
-
-def _run_config(name: str, save_dir: str) -> Any:
-    from ray import tune
-
-    return tune.RunConfig(
-        name=name,
-        storage_path=str((Path(save_dir) / "ray").resolve()),
-        failure_config=tune.FailureConfig(max_failures=RETRIES),
-        verbose=1,
-    )
-
-
-def study_trial(params: dict[str, Any], root: str, epochs: int | None, extra: list[str], cpus: float) -> None:
-    """One (config, seed): fit or resume it, then test; a restart after a crash continues from ``last.ckpt``."""
-    from ray import tune
-
-    from cifar_lightning.study import run_one
-
-    _enter(root, cpus)
-    config, seed = Path(params["pair"]["config"]), params["pair"]["seed"]
-    code, run = run_one(config, seed, epochs, extra)
-    if code != 0 or run is None:
-        raise CifarError(f"{config} seed {seed}: exit status {code}")
-    tune.report({"test_acc": (run.test or {}).get("test/acc"), "run": str(run.path)})
-
-
-def study_trials(
-    pairs: list[tuple[Path, int]],
-    epochs: int | None,
-    extra: list[str],
-    cpus_per_trial: float,
-    gpus_per_trial: float | None,
-    address: str | None,
-) -> int:
-    """Every (config, seed) as a Ray Tune trial; returns 0 when all of them were fitted and tested."""
-    ray = _ray()
-    from ray import tune
-
-    started, gpus = _start(address, gpus_per_trial)
-    try:
-        trainable = tune.with_parameters(study_trial, root=os.getcwd(), epochs=epochs, extra=extra, cpus=cpus_per_trial)
-        grid = [{"config": str(config), "seed": seed} for config, seed in pairs]
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus}),
-            param_space={"pair": tune.grid_search(grid)},
-            run_config=_run_config("study", config_location(pairs[0][0], tuple(extra))[0]),
-        )
-        results = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
-    # a trial reports once, when its run is fitted and tested: one without a report was stopped (Ctrl-C)
-    unfinished = [r for r in results if r.error is not None or "run" not in (r.metrics or {})]
-    for result in unfinished:
-        why = str(result.error).splitlines()[-1] if result.error is not None else "stopped before it finished"
-        print(f"study: {result.config['pair']['config']} seed {result.config['pair']['seed']}: {why}", file=sys.stderr)
-    if unfinished:
-        print("study: run the same command again to continue", file=sys.stderr)
-    return 1 if unfinished else 0
 
 
 def read_space(path: Path) -> dict[str, Any]:
@@ -211,9 +108,7 @@ def sweep_trial(
 ) -> None:
     """One point of the search: ``fit`` with these values, reporting ``val/acc`` to Tune after each epoch
     (:class:`EpochReport`; ASHA stops the trial by it)."""
-    from cifar_lightning import cli
-
-    _enter(root, cpus)
+    enter(root, cpus)
     report = {"class_path": f"{EpochReport.__module__}.{EpochReport.__name__}"}
     args = [f"--config={config}", f"--seed_everything={seed}", f"--trainer.logger.init_args.name={name}"]
     args += [_option(k, v) for k, v in params.items()] + [f"--trainer.callbacks+={json.dumps(report)}", *extra]
@@ -296,26 +191,24 @@ def sweep(
         args: more options for every trial's fit, as one string.
         out: where to write the best config (default: ``best.yaml`` in the trials' folder).
     """
-    import shlex
-
-    ray = _ray()
+    ray = ray_module()
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     extra = shlex.split(args)
-    save_dir, base_name, configured_epochs = config_location(config, tuple(extra))
+    save_dir, base_name, configured_epochs = cli.config_location(config, tuple(extra))
     name = name or f"{base_name}-sweep"
     folder = Path(save_dir) / name
     if model_runs(save_dir, name):
         raise CifarError(f"{folder} already holds runs: pass a new --name for this sweep")
     domains = read_space(Path(space))
     try:  # the base config with sampled values parses: a mistyped key fails here, not in every trial
-        config_location(config, (*extra, *(_option(k, d.sample()) for k, d in domains.items())))
+        cli.config_location(config, (*extra, *(_option(k, d.sample()) for k, d in domains.items())))
     except CifarError as err:
         raise CifarError(f"search space {space}: {err}") from None
     epochs_here = epochs or configured_epochs
-    started, gpus = _start(address, gpus_per_trial)
+    started, gpus = start(address, gpus_per_trial)
     try:
         trainable = tune.with_parameters(
             sweep_trial,
@@ -337,7 +230,7 @@ def sweep(
                 search_alg=OptunaSearch(seed=seed),
                 scheduler=ASHAScheduler(max_t=epochs_here, grace_period=grace_epochs, reduction_factor=2),
             ),
-            run_config=_run_config(name, save_dir),
+            run_config=run_config(name, save_dir),
         )
         results = tuner.fit()
     finally:
@@ -352,7 +245,7 @@ def sweep(
 
     # the winning trial's whole resolved config: what it trained with, --args and the seed included
     winner = [*extra, f"--seed_everything={seed}", *(_option(k, rows[0][k]) for k in domains)]
-    best = copy.deepcopy(resolved_config(config, (*winner, f"--trainer.max_epochs={epochs_here}")))
+    best = copy.deepcopy(cli.resolved_config(config, (*winner, f"--trainer.max_epochs={epochs_here}")))
     _set(best, "trainer.logger.init_args.name", f"{name}-best")
     header = (
         f"# The best of sweep {name!r}: {trials} trials of {config} over {space} ({epochs_here} epochs each),\n"

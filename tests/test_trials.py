@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import QUIET, data_args, scalars
+from helpers import QUIET, data_args, scalars
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cifar_lightning.__main__ import main as package_main
-from cifar_lightning.study import run_study
+from cifar_lightning.tools.study import run_study
 
 STUDY_CONFIGS = ["configs/model1.yaml", "configs/model2.yaml"]
 
