@@ -66,7 +66,7 @@ report: install  ## write reports/ (tables, curves, samples) from the runs under
 	$(PYTHON) -m cifar_lightning report
 
 bench: install  ## throughput table: Lightning vs a plain loop, data path vs torchvision (see BENCHMARKS.md)
-	$(PYTHON) benchmarks/bench.py --data_dir data
+	$(PYTHON) benchmarks/bench.py --data.data_dir data
 
 tensorboard: install  ## serve the dashboards of every run under lightning_logs/
 	.venv/bin/tensorboard --logdir lightning_logs

@@ -465,7 +465,7 @@ def evaluation(npz: dict[str, np.ndarray], device: torch.device) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", default="data", help="folder with cifar10.npz")
+    parser.add_argument("--data.data_dir", dest="data_dir", default="data", help="folder with cifar10.npz")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[32, 128])
     parser.add_argument("--steps", type=int, default=150, help="timed training steps per measurement")
     parser.add_argument("--warmup", type=int, default=20)

@@ -10,4 +10,4 @@ cd "$(dirname "$0")/.."
 DATA=${1:-data}
 source benchmarks/gpu-setup.sh  # wheels from .whl/, data from .gpu/
 python3 -m pytest -q -s -p no:cacheprovider -m gpu || echo "gpu.sh: the GPU tests FAILED (above)"
-python3 benchmarks/bench.py --data_dir "$DATA" --batch_sizes 32 128 --steps 300 --warmup 30 --gpu_epochs 10
+python3 benchmarks/bench.py --data.data_dir "$DATA" --batch_sizes 32 128 --steps 300 --warmup 30 --gpu_epochs 10

@@ -2,8 +2,8 @@
 GPU, each a real ``study`` run; prints total training images/s and each trial's epoch time, as a Markdown table.
 
 Usage (repository root, with the tune extra):
-    python benchmarks/trials.py --data_dir data --counts 1 2                  # CPU: the cores split between trials
-    python benchmarks/trials.py --data_dir data --counts 1 2 4 8 --gpu --config configs/model4.yaml
+    python benchmarks/trials.py --data.data_dir data --counts 1 2                  # CPU: the cores split between trials
+    python benchmarks/trials.py --data.data_dir data --counts 1 2 4 8 --gpu --config configs/model4.yaml
 Each count runs in a fresh folder and a fresh Ray; epoch times are the median gap between epoch ends, so
 start-up and the test after each fit do not count.
 """
@@ -43,7 +43,7 @@ def run_trials(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, default=Path("data"))
+    parser.add_argument("--data.data_dir", dest="data_dir", type=Path, default=Path("data"))
     parser.add_argument("--config", type=Path, default=Path("configs/model1.yaml"))
     parser.add_argument("--counts", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--epochs", type=int, default=4)

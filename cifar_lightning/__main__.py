@@ -49,9 +49,12 @@ def tool(command: str, args: list[str]) -> int:
         from cifar_lightning.tools.report import write_report as function
     parser = ArgumentParser(prog=f"python -m cifar_lightning {command}", description=function.__doc__.split("\n")[0])
     lists = add_list_options(parser, function)
-    parser.add_function_arguments(function, as_positional=False, skip=lists)
+    shared = add_data_options(parser, function)
+    parser.add_function_arguments(function, as_positional=False, skip=lists | shared)
     try:
-        result = function(**parser.parse_args(args).as_dict())
+        values = parser.parse_args(args).as_dict()
+        values |= values.pop("data", None) or {}
+        result = function(**values)
     except CifarError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -74,6 +77,21 @@ def add_list_options(parser, function) -> set[str]:
             (element,) = typing.get_args(kinds[0])
             parser.add_argument(f"--{name}", type=element, nargs="+", default=parameter.default, help=helps.get(name))
             names.add(name)
+    return names
+
+
+def add_data_options(parser, function) -> set[str]:
+    """The data module's settings a tool takes, spelled as ``fit`` spells them (``--data.data_dir``,
+    ``--data.val_size``), so an option learned in one command works in every other. Returns their names."""
+    import inspect
+
+    from docstring_parser import parse
+
+    helps = {p.arg_name: p.description for p in parse(function.__doc__).params}
+    names = set(inspect.signature(function).parameters) & {"data_dir", "val_size"}
+    for name in names:
+        parameter = inspect.signature(function).parameters[name]
+        parser.add_argument(f"--data.{name}", type=parameter.annotation, default=parameter.default, help=helps[name])
     return names
 
 

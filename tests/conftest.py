@@ -42,3 +42,11 @@ def graphs_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The module's side of CUDA graph training (the step's own backward, Lightning's skipped) on the CPU."""
     monkeypatch.setattr(classifier, "GraphedStep", EagerReplays)
     monkeypatch.setattr(classifier, "cuda_graph_blocker", lambda trainer, compiled: None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that runs the command line (``run_cli``) trains a model, so it belongs to the full tier; the fast
+    tier keeps the unit tests and ``test_smoke.py``, whose commands share one trained run."""
+    for item in items:
+        if "run_cli" in item.fixturenames and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -1,6 +1,8 @@
-"""Callbacks for the Ray Tune tests, imported by class path in Ray's worker processes (tests/ is on their path)."""
+"""Callbacks that make a run fail on purpose, imported by class path in the runs the tests start as processes
+(tests/ is on their path)."""
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -28,3 +30,13 @@ class Slow(L.Callback):
 
     def on_train_batch_end(self, *args: object) -> None:
         time.sleep(self.seconds)
+
+
+class KillAt(L.Callback):
+    """SIGKILL the process after training step ``$KILL_AT_STEP`` (never where it is unset): the run ends there,
+    between two checkpoints. The step comes from the environment so that the resumed run's config, which must
+    match the killed one's, can name the same callback."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+        if str(trainer.global_step) == os.environ.get("KILL_AT_STEP"):
+            os.kill(os.getpid(), signal.SIGKILL)

@@ -20,13 +20,34 @@ def bench_data(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_every_plain_loop_variant_trains_the_network():
+def test_every_plain_loop_variant_trains_the_network(monkeypatch):
+    """Each variant moves the network's weights, and every fp32 variant to the same weights: they time the same
+    training, only done differently."""
+    from cifar_lightning.training.network import ConvNet
+
+    made = []
+
+    class Kept(ConvNet):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(bench, "ConvNet", Kept)
     images = torch.from_numpy(make_arrays(n_train=256)["x_train"]).permute(0, 3, 1, 2).contiguous()
     labels = torch.randint(0, 10, (256,))
     threads = torch.get_num_threads()
-    for variant in bench.PLAIN_VARIANTS.values():  # the malloc setting is the script's (plain_loop_process)
+    torch.manual_seed(0)  # as plain_loop seeds it
+    start = ConvNet().state_dict()
+    trained = {}
+    for name, variant in bench.PLAIN_VARIANTS.items():  # the malloc setting is the script's (plain_loop_process)
         options = {k: v for k, v in variant.items() if k != "keep_freed_memory"}
         assert bench.plain_loop(images, labels, 32, steps=2, warmup=1, **options) > 0
+        trained[name] = made.pop().state_dict()
+        assert not torch.equal(trained[name]["classifier.1.weight"], start["classifier.1.weight"]), name
+    fp32 = [weights for name, weights in trained.items() if "bf16" not in name]
+    for weights in fp32[1:]:
+        for key, value in weights.items():
+            torch.testing.assert_close(value, fp32[0][key], atol=1e-4, rtol=1e-3)
     assert torch.get_num_threads() == threads  # the 1-thread variant puts the thread count back
     assert bench.independent_loop(images, labels, 32, steps=9, warmup=1) > 0  # runs past an epoch of 8 batches
 
@@ -60,7 +81,7 @@ def test_the_benchmark_measures_every_row(bench_data, monkeypatch, capsys, has_b
     monkeypatch.chdir(ROOT)  # the command-line rows run configs/model1.yaml
     monkeypatch.setattr(bench, "cpu_has_bf16", lambda: has_bf16)
     threads = torch.get_num_threads()
-    argv = ["--data_dir", str(bench_data), "--steps=3", "--warmup=1", "--cli_repeats=1", "--cli_span=6"]
+    argv = ["--data.data_dir", str(bench_data), "--steps=3", "--warmup=1", "--cli_repeats=1", "--cli_span=6"]
     bench.main([*argv, "--batch_sizes", "32", "--variants", "--workers=0"])
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
     assert torch.get_num_threads() == threads

@@ -38,6 +38,31 @@ def test_split_takes_first_for_training_and_last_for_validation(data_dir):
     assert dm.splits["test"][0].shape == (200, 3, 32, 32)
 
 
+@pytest.mark.parametrize("augmentation", [{"flip_p": 1.0}, {"translate": 4}, {"cutout": 8}])
+def test_the_datamodule_augments_training_batches_only(data_dir, tmp_path, augmentation):
+    """Through the DataModule's own loaders: each augmentation changes every training epoch's batches, and never
+    a validation, test or predict batch."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(make_arrays(n_train=0, n_test=5)["x_test"]):
+        Image.fromarray(image).save(photos / f"{i}.png")
+    batches = {}
+    for name, options in (("plain", {}), ("augmented", augmentation)):
+        dm = CIFAR10DataModule(
+            data_dir=str(data_dir), download=False, val_size=100, predict_path=str(photos), **options
+        )
+        dm.setup("fit")
+        dm.setup("predict")
+        loaders = {"train": dm.train_dataloader(), "val": dm.val_dataloader(), "test": dm.test_dataloader()}
+        loaders["predict"] = dm.predict_dataloader()
+        batches[name] = {split: torch.cat([x for x, _ in loader]) for split, loader in loaders.items()}
+    assert not torch.equal(batches["plain"]["train"], batches["augmented"]["train"])
+    for split in ("val", "test", "predict"):
+        assert torch.equal(batches["plain"][split], batches["augmented"][split]), split
+
+
 def test_training_order_covers_every_training_image_once_and_never_validation(data_dir):
     dm = CIFAR10DataModule(data_dir=str(data_dir), download=False, val_size=100, batch_size=32)
     dm.setup("fit")
@@ -275,6 +300,6 @@ def test_stats_without_the_file_gives_advice_it_can_take(tmp_path, capsys, monke
     from cifar_lightning.__main__ import main as package_main
 
     monkeypatch.chdir(tmp_path)
-    assert package_main(["stats", "--data_dir=nowhere"]) == 1
+    assert package_main(["stats", "--data.data_dir=nowhere"]) == 1
     err = capsys.readouterr().err
-    assert "no nowhere/cifar10.npz: pass --data_dir" in err and "data.download" not in err
+    assert "no nowhere/cifar10.npz: pass --data.data_dir" in err and "data.download" not in err

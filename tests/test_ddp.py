@@ -16,17 +16,29 @@ from helpers import data_args, scalars
 ROOT = Path(__file__).parents[1]
 
 
+def _digests(images: torch.Tensor) -> list[str]:
+    return [hashlib.sha1(image.cpu().numpy().tobytes()).hexdigest() for image in images]
+
+
 class RecordBatches(L.Callback):
-    """Writes a digest of every training image this rank was given (used by the subprocesses below)."""
+    """Writes a digest of every training image, and every image of the last validation, this rank was given
+    (used by the subprocesses below)."""
 
     def __init__(self, folder: str) -> None:
-        self.folder, self.seen = Path(folder), []
+        self.folder, self.seen, self.validated = Path(folder), [], []
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
-        self.seen += [hashlib.sha1(image.cpu().numpy().tobytes()).hexdigest() for image in batch[0]]
+        self.seen += _digests(batch[0])
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.validated = []
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.validated += _digests(batch[0])
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         (self.folder / f"rank{trainer.global_rank}.json").write_text(json.dumps(self.seen))
+        (self.folder / f"rank{trainer.global_rank}.val.json").write_text(json.dumps(self.validated))
         runs = sorted(p.name for p in Path(trainer.checkpoint_callback.dirpath).parents[1].iterdir())
         (self.folder / f"rank{trainer.global_rank}.runs").write_text(" ".join(runs))
 
@@ -63,7 +75,11 @@ def test_two_process_ddp_shares_out_training_and_validates_on_everything(tmp_pat
     # an epoch is 8 steps of 32 images per rank, where one process would take 16
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 8
 
-    # validation covered all 128 images: one process validating the same weights gets the same accuracy
+    # validation: 64 of the 128 images to each rank, none to both (then the synced accuracy is the whole split's)
+    validated = [json.loads((tmp_path / f"rank{r}.val.json").read_text()) for r in (0, 1)]
+    assert [len(v) for v in validated] == [64, 64]
+    assert not set(validated[0]) & set(validated[1]) and len(set(validated[0]) | set(validated[1])) == 128
+    # and one process validating the same weights gets the same accuracy
     ddp_acc = scalars(run)["val/acc"][-1][1]
     assert run_cli("validate", "--config=configs/model1.yaml", f"--ckpt_path={run}/checkpoints/last.ckpt") == 0
     single = [v for _, v in scalars(run)["val/acc"]]

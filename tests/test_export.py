@@ -22,7 +22,7 @@ def trained(run_cli, tmp_path):
 
 
 def test_export_takes_pixels_gives_probabilities_and_matches_the_checkpoint(trained, data_dir, capsys):
-    args = ["export", "--config=configs/model1.yaml", "--output=model1.onnx", f"--data_dir={data_dir}"]
+    args = ["export", "--config=configs/model1.yaml", "--output=model1.onnx", f"--data.data_dir={data_dir}"]
     assert package_main(args) == 0
     out = capsys.readouterr().out
     assert "check on 128 validation images: largest probability difference" in out
@@ -57,7 +57,8 @@ def test_every_way_out_of_the_package_gives_the_lightning_modules_probabilities(
         for altered in (images.transpose(0, 2, 1, 3), images[:, :, ::-1], images[..., ::-1]):  # the images matter
             moved = wrapper(torch.from_numpy(altered.copy())).numpy()
             assert np.abs(moved - expected).max() > 10 * TOLERANCE
-    assert package_main(["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data_dir={data_dir}"]) == 0
+    export = ["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data.data_dir={data_dir}"]
+    assert package_main(export) == 0
     session = onnxruntime.InferenceSession(str(trained / "m.onnx"), providers=["CPUExecutionProvider"])
     in_onnxruntime = session.run(None, {"images": images})[0]
     (tmp_path / "photos").mkdir()
@@ -88,7 +89,7 @@ def test_the_normalization_travels_with_the_model(trained, data_dir):
 
 @pytest.mark.parametrize("problem", ["corrupt", "unwritable"])
 def test_a_bad_checkpoint_or_output_is_one_error_and_no_file(trained, data_dir, capsys, problem):
-    args = ["export", "--config=configs/model1.yaml", f"--data_dir={data_dir}"]
+    args = ["export", "--config=configs/model1.yaml", f"--data.data_dir={data_dir}"]
     if problem == "corrupt":
         (trained / "bad.ckpt").write_bytes(b"not a checkpoint")
         args += ["--ckpt_path=bad.ckpt", "--output=out.onnx"]
@@ -108,7 +109,7 @@ def test_a_full_disk_is_one_error_and_no_file(trained, data_dir, capsys, monkeyp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(onnx, "save", full)  # where the exporter's own write ran out of space
-    args = ["export", "--config=configs/model1.yaml", f"--data_dir={data_dir}", "--output=out.onnx"]
+    args = ["export", "--config=configs/model1.yaml", f"--data.data_dir={data_dir}", "--output=out.onnx"]
     assert package_main(args) == 1
     err = capsys.readouterr().err
     assert err == "error: cannot write out.onnx: No space left on device; nothing was written\n"

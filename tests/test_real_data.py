@@ -9,7 +9,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cifar_lightning.runs.cli import main
 
 REAL = os.environ.get("CIFAR10_DIR")
-CONFIG = Path(__file__).parents[1] / "configs" / "model1.yaml"
+ROOT = Path(__file__).parents[1]
+CONFIG = ROOT / "configs" / "model1.yaml"
+COMMITTED = ROOT / "results/runs/model1/version_0"  # the same config and seed, run to its end here
 
 
 @pytest.mark.slow
@@ -23,8 +25,13 @@ def test_model1_one_epoch_on_real_images(tmp_path, monkeypatch):
         "--trainer.enable_progress_bar=false",
     ]
     assert main(["fit", *args, "--trainer.max_epochs=1"]) == 0
-    events = EventAccumulator(str(tmp_path / "lightning_logs/model1/version_0"))
-    events.Reload()
-    assert events.Scalars("val/acc")[-1].value > 0.25
+    first_epoch = []
+    for run in (tmp_path / "lightning_logs/model1/version_0", COMMITTED):
+        events = EventAccumulator(str(run))
+        events.Reload()
+        first_epoch.append(events.Scalars("val/acc")[0].value)
+    # the committed run's first epoch again (0.381); another thread count changes the order of the sums, hence
+    # a margin as wide as the spread of the three committed seeds (0.363-0.392)
+    assert first_epoch[0] == pytest.approx(first_epoch[1], abs=0.03)
     assert main(["test", *args, "--ckpt_path=best"]) == 0
     assert (tmp_path / "lightning_logs/model1/version_0/test_results.json").is_file()

@@ -138,7 +138,7 @@ def test_make_passes_extra_options_that_start_with_dashes():
 def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, capsys, monkeypatch, file, text):
     (tiny_study / "lightning_logs" / file).write_text(text)
     monkeypatch.chdir(tiny_study)
-    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data_dir={data_dir}"])
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data.data_dir={data_dir}"])
     assert package_main() == 0
     err = capsys.readouterr().err
     assert f"warning: cannot read lightning_logs/{file}" in err and "the run is left out" in err
@@ -149,7 +149,7 @@ def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, 
 def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch):
     monkeypatch.chdir(tiny_study)
     Path("notes.md").write_text("mine")
-    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data_dir={data_dir}", "--out=notes.md"])
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data.data_dir={data_dir}", "--out=notes.md"])
     assert package_main() == 1
     assert "error: --out notes.md is a file, not a folder" in capsys.readouterr().err
     assert Path("notes.md").read_text() == "mine"

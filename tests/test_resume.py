@@ -14,13 +14,16 @@ from helpers import data_args, scalars
 CONFIG = Path(__file__).parents[1] / "configs" / "model2.yaml"  # has dropout, so its generator state matters
 
 
-def _fit(cwd: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+def _fit(cwd: Path, data_dir: Path, *extra: str, kill_at: int | None = None) -> subprocess.Popen:
     args = [
         sys.executable, "-m", "cifar_lightning", "fit", f"--config={CONFIG}", *data_args(data_dir),
         "--trainer.max_epochs=4", "--trainer.log_every_n_steps=3",
         "--resume_checkpoint.every_n_train_steps=5", "--trainer.enable_progress_bar=false", *extra,
     ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    here = Path(__file__)  # the repository, and tests/ for dying.py
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here.parents[1]), str(here.parent)])}
+    if kill_at is not None:
+        env["KILL_AT_STEP"] = str(kill_at)
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -31,24 +34,26 @@ def _final_state(run: Path) -> tuple[dict, dict[str, dict[int, float]]]:
     return ckpt, logged
 
 
+AUGMENTED = ["--data.flip_p=0.5", "--data.translate=2", "--data.cutout=8"]
+
+
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir):
+@pytest.mark.parametrize("augmentation", [[], AUGMENTED], ids=["plain", "augmented"])
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, data_dir, augmentation):
+    """Killed at step 7 of 16 in the first epoch, two steps after ``last.ckpt`` of step 5: the resumed run must
+    replay steps 6 and 7 with the same batches, augmentation draws and dropout masks."""
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    whole = _fit(tmp_path / "a", data_dir)
+    whole = _fit(tmp_path / "a", data_dir, *augmentation)
     assert whole.wait(timeout=300) == 0, whole.stdout.read()
 
-    killed = _fit(tmp_path / "b", data_dir)
+    killable = [*augmentation, "--trainer.callbacks+=dying.KillAt"]
+    killed = _fit(tmp_path / "b", data_dir, *killable, kill_at=7)
+    out = killed.communicate(timeout=300)[0]
+    assert killed.returncode == -signal.SIGKILL, out
     last = tmp_path / "b/lightning_logs/model2/version_0/checkpoints/last.ckpt"
-    deadline = time.monotonic() + 120
-    while not last.exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    assert killed.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    first = torch.load(last, weights_only=True)
-    assert first["global_step"] < 16 * 4, "killed too late to test a mid-run resume"
+    assert torch.load(last, weights_only=True)["global_step"] == 5  # mid-epoch, with two steps lost
 
-    resumed = _fit(tmp_path / "b", data_dir, "--ckpt_path=last")
+    resumed = _fit(tmp_path / "b", data_dir, *killable, "--ckpt_path=last")
     out = resumed.communicate(timeout=300)[0]
     assert resumed.returncode == 0, out
     assert "fit: using" in out

@@ -98,7 +98,8 @@ def test_the_service_gives_the_lightning_modules_probabilities_from_a_checkpoint
 
     assert run_cli(*FIT, "--model.optimizer.init_args.lr=0.05", "--data.mean=[0.4,0.5,0.6]") == 0
     ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
-    assert package_main(["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data_dir={data_dir}"]) == 0
+    export = ["export", "--config=configs/model1.yaml", "--output=m.onnx", f"--data.data_dir={data_dir}"]
+    assert package_main(export) == 0
     images = patterned_images()
     (tmp_path / "reference").mkdir()
     expected = module_probabilities(ckpt, images, tmp_path / "reference")

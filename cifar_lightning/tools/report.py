@@ -89,7 +89,7 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
     lines = ["## Normalization (the study's Table 1) and sample images", ""]
     if not npz.is_file():
         print(f"warning: no {npz}: the report has no sample images or normalization values", file=sys.stderr)
-        return [*lines, f"Not computed: no `{npz}` (pass `--data_dir` with the data the runs used).", ""]
+        return [*lines, f"Not computed: no `{npz}` (pass `--data.data_dir` with the data the runs used).", ""]
     arrays = load_npz(npz)
     train = slice(0, len(arrays["x_train"]) - val_size)
     images = torch.from_numpy(arrays["x_train"][train]).permute(0, 3, 1, 2)

@@ -382,7 +382,7 @@ def print_stats(data_dir: str = "data", val_size: int = 1000) -> None:
     """
     if not (Path(data_dir) / NPZ_NAME).is_file():
         raise CifarError(
-            f"no {Path(data_dir) / NPZ_NAME}: pass --data_dir with the folder that holds it (fit downloads it "
+            f"no {Path(data_dir) / NPZ_NAME}: pass --data.data_dir with the folder that holds it (fit downloads it "
             "there; python -m cifar_lightning data --archive FILE builds it offline)"
         )
     arrays = load_npz(Path(data_dir) / NPZ_NAME)
