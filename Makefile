@@ -26,8 +26,8 @@ install: .venv/.installed  ## create .venv and install the package with its dev 
 test: install  ## the fast tier: unit tests and short command-line runs (a few minutes on two cores)
 	$(PYTHON) -m pytest -q -m "not slow and not gpu"
 
-test-full: install  ## every test that needs no GPU, what CI runs (set CIFAR10_DIR to a folder with cifar10.npz for the real-data test)
-	$(PYTHON) -m pytest -q -m "not gpu" $(PYTEST_ARGS)
+test-full: install  ## every test that needs no GPU, one worker per core; what CI runs (CIFAR10_DIR=folder of a real cifar10.npz adds the real-data test)
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -m "not gpu" -n auto --dist loadgroup
 
 test-gpu: install  ## the tests that need a CUDA GPU (benchmarks/gpu.sh runs them first)
 	$(PYTHON) -m pytest -q -m gpu

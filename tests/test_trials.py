@@ -20,6 +20,7 @@ from cifar_lightning.__main__ import main as package_main
 from cifar_lightning.tools.study import run_study
 
 STUDY_CONFIGS = ["configs/model1.yaml", "configs/model2.yaml"]
+pytestmark = pytest.mark.xdist_group("ray")  # one worker runs them all, with the module's one Ray
 
 
 def quick(data_dir: Path) -> str:
