@@ -13,7 +13,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -22,6 +21,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.figures import curves_figure, samples_figure
 from cifar_lightning.runs.folders import Run, choose, model_runs
+from cifar_lightning.tools.markdown import table
 from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
 
 
@@ -79,11 +79,6 @@ def _diff(ours: float | None, theirs: float | None, scale: float = 100, unit: st
     return f"{scale * (ours - theirs):+.2f}{unit}"
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-
-
 def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str]:
     npz = data_dir / NPZ_NAME
     lines = ["## Normalization (the study's Table 1) and sample images", ""]
@@ -105,7 +100,7 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
         *lines,
         f"Computed from the {len(images):,} training images of `{npz}` (values in [0, 1]).",
         "",
-        *_table(["statistic", "channel", "ours", "study", "difference"], rows),
+        *table(["statistic", "channel", "ours", "study", "difference"], rows),
         "",
         "![samples](figures/samples.png)",
         "",
@@ -135,7 +130,7 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
         hp["seed"] = ", ".join(str(r.seed) for r in seeds)
         rows.append([model, *hp.values()])
     header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed"]
-    return ["## Hyperparameters", "", *_table(header, rows), ""]
+    return ["## Hyperparameters", "", *table(header, rows), ""]
 
 
 def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
@@ -168,7 +163,7 @@ def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -
         "complete; runs of other settings only where none has them, and so marked). Differences are ours minus the",
         "study's, in percentage points for accuracy.",
         "",
-        *_table([*header, "epoch", "study epoch"], rows),
+        *table([*header, "epoch", "study epoch"], rows),
         "",
     ]
 
@@ -242,7 +237,7 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
         "validation loss there, and the test accuracy of each seed's best checkpoint (mean ± std, then per seed).",
         "The 1,000 validation images alone give a binomial standard deviation of about 1.4 points at 75%.",
         "",
-        *_table(header, rows),
+        *table(header, rows),
         "",
     ]
 
@@ -277,7 +272,7 @@ def _slices_section(chosen: dict[str, list[Run]]) -> list[str]:
         "Each tested run's best checkpoint on disjoint slices of the test set as large as the validation split: one",
         "fixed validation set of that size can lie as far from the test accuracy as these slices do.",
         "",
-        *_table(header, rows),
+        *table(header, rows),
         "",
     ]
 
@@ -344,7 +339,7 @@ def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
         "seeds, with Welch's 95% t-interval where both models have two seeds or more; a claim holds when the",
         "interval excludes zero on the study's side, is reversed when it excludes zero on the other.",
         "",
-        *_table(header, rows),
+        *table(header, rows),
         "",
     ]
 
@@ -436,7 +431,7 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
         "deviation over the seeds; the epochs column is the training length of these runs (a run capped below its",
         "config's length has a schedule compressed to it).",
         "",
-        *_table([*header, "best val acc"], rows),
+        *table([*header, "best val acc"], rows),
         "",
     ]
 
@@ -459,7 +454,7 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
             rows.append([model, _run_cell(run, seeds, runs[model]), *cells])
     lines = ["## Test accuracy (10,000 test images)", ""]
     header = ["model", "run", "test acc", "test loss", "study", "difference", "ECE", "ECE, temperature-scaled"]
-    lines += _table([*header, "checkpoint"], rows)
+    lines += table([*header, "checkpoint"], rows)
     lines += ["", "ECE: expected calibration error over 15 confidence bins; temperature scaling is fitted on the "]
     lines[-1] += "validation split only (— : tested before the package measured calibration)."
     if untested:
@@ -521,7 +516,7 @@ def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
         "(each estimate: the training time per image of the measured run with the nearest batch size, for the full",
         "training split, plus that run's time per epoch outside training, such as validation).",
         "",
-        *_table(["model", "epochs", "batch size", "estimated time"], rows),
+        *table(["model", "epochs", "batch size", "estimated time"], rows),
         "",
     ]
 

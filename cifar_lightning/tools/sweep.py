@@ -16,6 +16,7 @@ from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.folders import model_runs, read_file
+from cifar_lightning.tools.markdown import table
 from cifar_lightning.tools.trials import enter, ray_module, run_config, start
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
@@ -145,8 +146,7 @@ def _markdown(rows: list[dict[str, Any]]) -> str:
         return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
 
     head = list(rows[0])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    return "\n".join(lines + ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]) + "\n"
+    return "\n".join(table(head, [[cell(r[k]) for k in head] for r in rows])) + "\n"
 
 
 def _set(tree: dict[str, Any], key: str, value: Any) -> None:
