@@ -1,9 +1,13 @@
 """CUDA graph replays of the training step: when they are used, and that they train as eager mode does.
 
 The ``gpu`` tests run with ``pytest -m gpu`` on a machine with CUDA; ``benchmarks/gpu.sh`` runs them.
-On the CPU, ``graphs_on_the_cpu`` stands in an eager run of the graphed step for the replay.
+On the CPU, ``CpuRecorder`` stands in for the CUDA calls of a capture, so that GraphedStep's own code (what it
+captures, what it puts back and in which order) runs here; ``graphs_on_the_cpu`` runs the module's side of graphed
+training with an eager stand-in for the whole replay.
 """
 
+import contextlib
+import copy
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from cifar_lightning.training.classifier import CIFARClassifier, cuda_graph_blocker
-from cifar_lightning.training.cuda_graphs import GraphedStep
+from cifar_lightning.training.cuda_graphs import CudaRecorder, GraphedStep
 from cifar_lightning.training.data import CIFAR10DataModule
 
 
@@ -50,6 +54,73 @@ def test_asking_for_cuda_graphs_on_the_cpu_fails_before_the_run_starts(run_cli, 
     err = capsys.readouterr().err
     assert "model.cuda_graph needs a CUDA device" in err
     assert not (tmp_path / "lightning_logs").exists()
+
+
+class CpuRecorder(CudaRecorder):
+    """The CPU generator, no streams, and a recording that reruns the step into the outputs of its first run."""
+
+    def rng_state(self, device):
+        return torch.get_rng_state()
+
+    def set_rng_state(self, state, device):
+        torch.set_rng_state(state)
+
+    @contextlib.contextmanager
+    def side_stream(self, device):
+        yield None
+
+    def record(self, run, stream):
+        outputs = run()  # unlike a CUDA capture this runs the step: GraphedStep must undo it as it does a warm-up
+
+        def replay():
+            for static, new in zip(outputs, run(), strict=True):
+                static.copy_(new)
+
+        return replay, outputs
+
+
+def _bn_dropout_net() -> nn.Module:
+    """Buffers a step updates (batch norm) and random draws (dropout): what a capture must put back."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 6 * 6, 10)
+    )
+
+
+def _step_of(net: nn.Module):
+    def step(x, y):
+        logits = net(x)
+        loss = F.cross_entropy(logits, y)
+        loss.backward()
+        return loss.detach(), logits.detach()
+
+    return step
+
+
+def test_a_graphed_step_replays_what_an_eager_step_does_with_its_buffers_and_random_draws():
+    """GraphedStep's own capture code, the CUDA calls replaced: after its warm-up passes and the recording, each
+    call gives the eager step's loss, gradients, batch-norm statistics and dropout masks, step after step, with
+    one graph per batch shape."""
+    eager_net, graphed_net = _bn_dropout_net(), _bn_dropout_net()
+    graphed = GraphedStep(_step_of(graphed_net), graphed_net, CpuRecorder())
+    batches = [(torch.randn(n, 3, 8, 8), torch.randint(0, 10, (n,))) for n in (16, 16, 5, 16)]
+    torch.manual_seed(1)
+    eager = []
+    for x, y in batches:
+        eager_net.zero_grad()
+        loss, _ = _step_of(eager_net)(x, y)
+        eager.append((loss, [p.grad.clone() for p in eager_net.parameters()], copy.deepcopy(eager_net.state_dict())))
+    after_eager = torch.get_rng_state()
+    torch.manual_seed(1)
+    for (x, y), (loss, grads, state) in zip(batches, eager, strict=True):
+        got, _ = graphed(x, y)
+        assert torch.equal(got, loss)
+        for p, grad in zip(graphed_net.parameters(), grads, strict=True):
+            assert torch.equal(p.grad, grad)
+        for key, value in graphed_net.state_dict().items():
+            assert torch.equal(value, state[key]), key
+    assert torch.equal(torch.get_rng_state(), after_eager)
+    assert sorted(shape[0] for shape in graphed.graphs) == [5, 16]
 
 
 def _fit(data_dir: Path, root: Path, dropout: float, cuda_graph: bool, epochs=2, ckpt=None, masks_seed=None):
