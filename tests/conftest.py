@@ -50,3 +50,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "run_cli" in item.fixturenames and not item.get_closest_marker("slow"):
             item.add_marker(pytest.mark.slow)
+    # tests grouped on one xdist worker (the Ray trials, minutes in a row) go first, so the other workers'
+    # tests run beside them instead of after them
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

@@ -94,3 +94,13 @@ def module_probabilities(checkpoint: Path, images: np.ndarray, folder: Path) -> 
     model = CIFARClassifier.load_from_checkpoint(checkpoint, map_location="cpu").eval()
     with torch.no_grad():
         return torch.cat([model.probabilities(x) for x, _ in data.test_dataloader()]).numpy()
+
+
+def make_project(folder: Path) -> Path:
+    """``folder`` as a user's working folder: a copy of configs/ and the generated data in ``data/``."""
+    (folder / "data").mkdir(exist_ok=True)
+    np.savez(folder / "data/cifar10.npz", **make_arrays())
+    (folder / "configs").mkdir(exist_ok=True)
+    for config in CONFIG_DIR.glob("*.yaml"):
+        (folder / "configs" / config.name).write_text(config.read_text())
+    return folder

@@ -1,12 +1,13 @@
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import scalars, table_row
+from helpers import QUIET, data_args, make_project, scalars, table_row
 from PIL import Image
 
 from cifar_lightning.__main__ import main as package_main
@@ -15,21 +16,39 @@ from cifar_lightning.tools.report import LADDER, STUDY, write_report
 QUICK = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.log_every_n_steps=2"]
 
 
+@pytest.fixture(scope="module")
+def tiny_study_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """model1 trained twice (then a third, interrupted run) and tested; model2 trained, not tested. Made once
+    for the module; each test gets a copy (``tiny_study``)."""
+    folder = make_project(tmp_path_factory.mktemp("tiny_study"))
+
+    def run(*args: str) -> int:
+        return package_main([*args, *data_args(folder / "data"), *QUIET])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert run("fit", "--config=configs/model1.yaml", *QUICK) == 0
+        assert run("fit", "--config=configs/model1.yaml", *QUICK, "--model.optimizer.init_args.lr=0.01") == 0
+        assert run("test", "--config=configs/model1.yaml") == 0
+        assert run("validate", "--config=configs/model1.yaml", "--ckpt_path=best") == 0  # logs val/* once more
+        # stops after 7 steps, in its second epoch of three: an interrupted run
+        assert (
+            run("fit", "--config=configs/model1.yaml", *QUICK, "--trainer.max_epochs=3", "--trainer.max_steps=7") == 0
+        )
+        assert run("fit", "--config=configs/model2.yaml", *QUICK) == 0
+    return folder
+
+
 @pytest.fixture
-def tiny_study(run_cli, tmp_path):
-    """model1 trained twice (then a third, interrupted run) and tested; model2 trained, not tested."""
-    assert run_cli("fit", "--config=configs/model1.yaml", *QUICK) == 0
-    assert run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--model.optimizer.init_args.lr=0.01") == 0
-    assert run_cli("test", "--config=configs/model1.yaml") == 0
-    assert run_cli("validate", "--config=configs/model1.yaml", "--ckpt_path=best") == 0  # logs val/* once more
-    # stops after 7 steps, in its second epoch of three: an interrupted run
-    assert (
-        run_cli("fit", "--config=configs/model1.yaml", *QUICK, "--trainer.max_epochs=3", "--trainer.max_steps=7") == 0
-    )
-    assert run_cli("fit", "--config=configs/model2.yaml", *QUICK) == 0
+def tiny_study(tiny_study_once: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the tiny study in this test's own folder, which is the working folder."""
+    for name in ("lightning_logs", "configs"):
+        shutil.copytree(tiny_study_once / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
+@pytest.mark.slow
 def test_report_tables_match_the_event_files(tiny_study, data_dir):
     logs = tiny_study / "lightning_logs"
     out = write_report(str(logs), str(tiny_study / "reports"), str(data_dir), str(tiny_study / "configs"))
@@ -79,6 +98,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     assert "![model1](figures/model1.png)" in report and "![samples](figures/samples.png)" in report
 
 
+@pytest.mark.slow
 def test_report_replaces_its_figures_whole_and_keeps_other_files(tiny_study, data_dir):
     out = tiny_study / "reports"
     (out / "figures").mkdir(parents=True)
@@ -127,6 +147,7 @@ def test_make_passes_extra_options_that_start_with_dashes():
     assert help_run.returncode == 0  # the study's parser takes the dashed value
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("file", "text"),
     [
@@ -146,6 +167,7 @@ def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, 
     assert "- model1: `lightning_logs/model1/version_1`" in used and "model2" not in used
 
 
+@pytest.mark.slow
 def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch):
     monkeypatch.chdir(tiny_study)
     Path("notes.md").write_text("mine")

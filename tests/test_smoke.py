@@ -5,9 +5,8 @@ import csv
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-from helpers import CONFIG_DIR, FIT, QUIET, data_args, make_arrays
+from helpers import FIT, QUIET, data_args, make_arrays, make_project
 from PIL import Image
 
 from cifar_lightning.__main__ import main as package_main
@@ -18,12 +17,7 @@ pytestmark = pytest.mark.smoke
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder with configs/ and generated data in which model1 was fitted for two short epochs."""
-    folder = tmp_path_factory.mktemp("smoke")
-    (folder / "data").mkdir()
-    np.savez(folder / "data/cifar10.npz", **make_arrays())
-    (folder / "configs").mkdir()
-    for config in CONFIG_DIR.glob("*.yaml"):
-        (folder / "configs" / config.name).write_text(config.read_text())
+    folder = make_project(tmp_path_factory.mktemp("smoke"))
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(folder)
         assert package_main([*FIT, *data_args(folder / "data"), *QUIET]) == 0
