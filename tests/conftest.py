@@ -1,5 +1,7 @@
 """Fixtures: a folder of generated data, the command line run in-process on it, CUDA-graph training on the CPU."""
 
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,15 @@ def graphs_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     """The module's side of CUDA graph training (the step's own backward, Lightning's skipped) on the CPU."""
     monkeypatch.setattr(classifier, "GraphedStep", EagerReplays)
     monkeypatch.setattr(classifier, "cuda_graph_blocker", lambda trainer, compiled: None)
+
+
+@pytest.fixture
+def default_sigterm() -> Iterator[None]:
+    """SIGTERM handled as in a fresh ``python -m cifar_lightning``: pytest-xdist's workers install a handler of
+    their own, which Lightning would call after its own (and so exit the worker) instead of stopping the run."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, previous)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,6 +1,7 @@
 """What many test modules share: small generated CIFAR-shaped data, quick-run options, and readers of what a run
 wrote. Fixtures live in ``conftest.py``."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +63,8 @@ class EagerReplays(GraphedStep):
 
 def patterned_images(n: int = 16) -> np.ndarray:
     """uint8 [n, 32, 32, 3] images whose class probabilities change under a transpose, a mirror, a flip, a swap of
-    channels or a wrong std: each channel a different gradient, an L-shaped mark near one corner, and noise."""
+    channels or a wrong std: each channel a different gradient, an L-shaped mark near one corner, and noise; then
+    the first 16 real CIFAR-10 test images where ``CIFAR10_DIR`` names a folder with ``cifar10.npz``."""
     rng = np.random.default_rng(7)
     rows, cols = np.mgrid[0:32, 0:32]
     images = np.empty((n, 32, 32, 3), np.uint8)
@@ -71,6 +73,10 @@ def patterned_images(n: int = 16) -> np.ndarray:
         image = np.stack(channels, axis=-1) + rng.integers(-20, 21, (32, 32, 3))
         image[3:15, 3:7] = image[11:15, 3:21] = (250, 10, 120 + 8 * i)
         images[i] = np.clip(image, 0, 255)
+    real = Path(os.environ.get("CIFAR10_DIR") or "/nonexistent") / "cifar10.npz"
+    if real.is_file():
+        with np.load(real) as arrays:
+            images = np.concatenate([images, arrays["x_test"][:16]])
     return images
 
 

@@ -105,7 +105,7 @@ def test_resuming_a_run_stopped_by_max_steps_continues_its_epoch(run_cli, tmp_pa
     assert [s for s, _ in resumed[1]["train/loss_epoch"]] == [3, 7]  # no phantom epoch, nothing NaN
 
 
-def test_sigterm_on_an_epoch_boundary_resumes_exactly(run_cli, tmp_path, monkeypatch):
+def test_sigterm_on_an_epoch_boundary_resumes_exactly(run_cli, tmp_path, monkeypatch, default_sigterm):
     assert run_cli(*BASE, "--trainer.max_epochs=3") == 0
     whole = _last(tmp_path), scalars(tmp_path / RUN)
     (tmp_path / "lightning_logs").rename(tmp_path / "whole")

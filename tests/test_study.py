@@ -56,7 +56,7 @@ def _sigterm_at_step(step: int, model: str, seed: int, monkeypatch) -> None:
     monkeypatch.setattr(CIFARClassifier, "on_train_batch_end", on_train_batch_end)
 
 
-def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkeypatch):
+def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkeypatch, default_sigterm):
     _sigterm_at_step(3, "model2", 1, monkeypatch)
     assert study() == 130  # stopped in model2's seed-1 run, after three of its eight steps
     logs = tmp_path / "lightning_logs"
