@@ -67,9 +67,7 @@ def add_list_options(parser, function) -> set[str]:
     import inspect
     import typing
 
-    from docstring_parser import parse
-
-    helps = {p.arg_name: p.description for p in parse(function.__doc__).params}
+    helps = _option_helps(function)
     names = set()
     for name, parameter in inspect.signature(function).parameters.items():
         kinds = [t for t in typing.get_args(parameter.annotation) if t is not type(None)] or [parameter.annotation]
@@ -85,14 +83,19 @@ def add_data_options(parser, function) -> set[str]:
     ``--data.val_size``), so an option learned in one command works in every other. Returns their names."""
     import inspect
 
-    from docstring_parser import parse
-
-    helps = {p.arg_name: p.description for p in parse(function.__doc__).params}
-    names = set(inspect.signature(function).parameters) & {"data_dir", "val_size"}
+    helps, parameters = _option_helps(function), inspect.signature(function).parameters
+    names = set(parameters) & {"data_dir", "val_size"}
     for name in names:
-        parameter = inspect.signature(function).parameters[name]
+        parameter = parameters[name]
         parser.add_argument(f"--data.{name}", type=parameter.annotation, default=parameter.default, help=helps[name])
     return names
+
+
+def _option_helps(function) -> dict[str, str | None]:
+    """Each argument's help: its line in the function's docstring (``Args:``)."""
+    from docstring_parser import parse
+
+    return {p.arg_name: p.description for p in parse(function.__doc__).params}
 
 
 def main(argv: list[str] | None = None) -> int:
