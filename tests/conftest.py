@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import CONFIG_DIR, QUIET, EagerReplays, data_args, make_arrays
+from helpers import QUIET, EagerReplays, copy_configs, data_args, make_arrays
 
 from cifar_lightning.runs.cli import main
 from cifar_lightning.training import classifier
@@ -25,9 +25,7 @@ def run_cli(tmp_path: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch):
     """Run ``python -m cifar_lightning`` in-process in tmp_path (with a copy of configs/) on the generated data;
     returns the exit status."""
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "configs").mkdir(exist_ok=True)
-    for config in CONFIG_DIR.glob("*.yaml"):
-        (tmp_path / "configs" / config.name).write_text(config.read_text())
+    copy_configs(tmp_path)
 
     def run(*args: str, quick: bool = True) -> int:
         extra = [*data_args(data_dir), *QUIET] if quick else []

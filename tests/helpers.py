@@ -106,7 +106,12 @@ def make_project(folder: Path) -> Path:
     """``folder`` as a user's working folder: a copy of configs/ and the generated data in ``data/``."""
     (folder / "data").mkdir(exist_ok=True)
     np.savez(folder / "data/cifar10.npz", **make_arrays())
+    copy_configs(folder)
+    return folder
+
+
+def copy_configs(folder: Path) -> None:
+    """The repository's configs/ into ``folder``, so commands run there as from the repository root."""
     (folder / "configs").mkdir(exist_ok=True)
     for config in CONFIG_DIR.glob("*.yaml"):
         (folder / "configs" / config.name).write_text(config.read_text())
-    return folder
