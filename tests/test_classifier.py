@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import FIT, make_arrays, scalars
+from helpers import CONFIG_DIR, FIT, make_arrays, scalars
 
 from cifar_lightning.training.classifier import CIFARClassifier
 
@@ -79,7 +79,6 @@ def test_test_time_augmentation_averages_the_softmax_of_the_image_and_its_mirror
 
 
 def test_the_study_configs_leave_test_time_augmentation_off():
-    from conftest import CONFIG_DIR
     from lightning.pytorch.cli import LightningCLI
 
     from cifar_lightning.training.data import CIFAR10DataModule
