@@ -138,7 +138,48 @@ class TestResults(L.Callback):
     whether that is the whole test split, the data file (path and SHA-256), the precision and test-time
     augmentation. Only the run's study result, a full test of its best checkpoint on the data it trained on, is
     ``test_results.json`` (``test_results_tta.json`` with TTA); any other test is kept beside it under a name that
-    says how it differs (``test_results-last-200images.json``) and never replaces it."""
+    says how it differs (``test_results-last-200images.json``) and never replaces it.
+
+    It reads what the module's ``test_step`` returns (the logits) and its ``test_confusion`` metric."""
+
+    def __init__(self) -> None:
+        self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._lines: list[str] = []
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._outputs = []
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if isinstance(outputs, torch.Tensor):
+            self._outputs.append((outputs.detach().float().cpu(), batch[1].cpu()))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Calibration: the expected calibration error (15 bins) of the test predictions, and again after
+        temperature scaling fitted on the validation split only."""
+        if trainer.world_size > 1 or not self._outputs:  # each rank holds a share: not calibrated here
+            return
+        from cifar_lightning.training import calibration
+
+        logits, labels = (torch.cat(t) for t in zip(*self._outputs, strict=True))
+        pl_module.log("test/ece", calibration.expected_calibration_error(logits, labels))
+        datamodule = trainer.datamodule
+        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
+            return
+        evaluate = getattr(pl_module, "eval_logits", pl_module)
+        with torch.no_grad():
+            val = [(evaluate(x).float().cpu(), y.cpu()) for x, y in datamodule.val_dataloader()]
+        temperature = calibration.fit_temperature(*(torch.cat(t) for t in zip(*val, strict=True)))
+        pl_module.log("test/temperature", temperature)
+        scaled = calibration.expected_calibration_error(logits / temperature, labels)
+        pl_module.log("test/ece_temperature_scaled", scaled)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -154,7 +195,7 @@ class TestResults(L.Callback):
         tta = bool(getattr(pl_module, "tta", False))
         record = {"checkpoint": str(ckpt) if ckpt else None, **_what_was_tested(trainer, ckpt, run, confusion, tta)}
         record |= {**metrics, "per_class_acc": per_class_accuracy(confusion).tolist(), "confusion": confusion.tolist()}
-        outputs = getattr(pl_module, "test_outputs", [])
+        outputs = self._outputs
         if outputs and record["full"]:
             record |= _slice_accuracy(outputs, getattr(trainer.datamodule, "val_size", 1000))
         study_result = record["best"] and record["full"] and record["same_data_as_fit"]
@@ -196,7 +237,7 @@ class TestResults(L.Callback):
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """After the progress bar's last line."""
-        for line in getattr(self, "_lines", []) if stage == "test" else []:
+        for line in self._lines if stage == "test" else []:
             print(line)
         self._lines = []
 

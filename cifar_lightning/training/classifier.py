@@ -1,12 +1,10 @@
-"""The LightningModule: the ConvNet, its loss and metrics, the optimizer from YAML, exact-resume RNG state."""
+"""The LightningModule: the ConvNet, its loss and metrics, the optimizer and schedule from YAML."""
 
 import math
-import random
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from jsonargparse.typing import ClosedUnitInterval, restricted_number_type
@@ -19,10 +17,11 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from cifar_lightning.errors import CifarError
-from cifar_lightning.training import calibration
 from cifar_lightning.training.cuda_graphs import GraphedStep
 from cifar_lightning.training.data import CLASSES
+from cifar_lightning.training.finite import FiniteGuard, logs_this_step
 from cifar_lightning.training.network import ConvNet
+from cifar_lightning.training.random_state import RandomState
 
 DropoutP = restricted_number_type("DropoutP", float, [(">=", 0), ("<", 1)], docstring="0 (no dropout) to below 1")
 NUM_CLASSES = 10
@@ -63,44 +62,15 @@ def cuda_graph_error(blocker: str) -> CifarError:
     return CifarError(f"model.cuda_graph needs {blocker}: set model.cuda_graph to null (automatic) or false")
 
 
-class NonFiniteLossError(CifarError):
-    """Training produced a NaN or infinite loss or gradient."""
-
-
-def rng_states() -> dict[str, Any]:
-    """Every generator training draws from (dropout uses torch's), in a form ``weights_only`` loading accepts."""
-    np_state = np.random.get_state()
-    states = {
-        "torch": torch.get_rng_state(),
-        "numpy": (np_state[0], torch.from_numpy(np_state[1].copy()), *np_state[2:]),
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_rng_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    name, keys, *rest = states["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
-    random.setstate(states["python"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-
-
 class CIFARClassifier(L.LightningModule):
     """Logs ``train/loss`` and ``train/acc`` (of the batch, every ``trainer.log_every_n_steps``),
     ``train/loss_epoch``, ``train/acc_epoch``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc`` and
-    ``test/acc_<class>``.
+    ``test/acc_<class>``. It brings two callbacks of its own (:meth:`configure_callbacks`), so a fit from
+    Python stops on a non-finite loss and resumes exactly as the command line's does.
 
-    Nothing in a training step waits for the GPU: the epoch's loss and accuracy are summed on the
-    device, and the finiteness check reads its device-side flag only on logging steps and before a
-    checkpoint is written (on the CPU, where reading is free, every step). A step checks its loss; the
-    weights (all 890k numbers) are checked only before a checkpoint is written, since a non-finite
-    gradient with a finite loss shows in the next step's loss. With CUDA graphs, the forward, backward,
-    loss check and sums are one graph replay; Lightning still runs the optimizer step, schedule and
-    gradient clipping.
+    Nothing in a training step waits for the GPU: the epoch's loss and accuracy are summed on the device.
+    With CUDA graphs, the forward, loss, sums and backward are one graph replay; Lightning still runs the
+    optimizer step, schedule and gradient clipping.
     """
 
     def __init__(
@@ -152,11 +122,11 @@ class CIFARClassifier(L.LightningModule):
         self.val_loss, self.val_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_loss, self.test_acc = MeanMetric(), MulticlassAccuracy(NUM_CLASSES, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(NUM_CLASSES)
-        self._rng_to_restore: dict[str, Any] | None = None
         self._has_weights = False  # trained or loaded in this process: never evaluate fresh initial weights
         self._epoch_finished = False
-        self.register_buffer("_step", torch.zeros((), dtype=torch.long), persistent=False)
-        self.register_buffer("_first_nonfinite_step", torch.full((), -1), persistent=False)  # -1: all finite
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [FiniteGuard(), RandomState()]
 
     def configure_model(self) -> None:
         try:
@@ -193,37 +163,16 @@ class CIFARClassifier(L.LightningModule):
         """Smoothed cross-entropy in training; plain in evaluation, so val and test losses compare with the study."""
         return F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if self.training else 0.0)
 
-    def _logs_this_step(self) -> bool:
-        """Whether the Trainer writes step metrics after this batch; ``self.log`` is too slow for every step."""
-        every = self.trainer.log_every_n_steps
-        return every > 0 and (self.global_step + 1) % every == 0
-
     def _sum_epoch(self, loss: Tensor, logits: Tensor, y: Tensor) -> None:
         loss = loss.detach()
         correct = (logits.argmax(1) == y).sum().to(loss.dtype)
         self.train_sums.add_(torch.stack([loss * len(y), correct, torch.full_like(loss, len(y))]))
-
-    def _record_finite(self, values: Tensor) -> None:
-        """Record the first step where ``values`` are not all finite, on the device (no wait for the GPU).
-        Under 16-mixed the grad scaler deals with overflows (it skips the step and lowers its scale)."""
-        if self._trainer is not None and self.trainer.precision == "16-mixed":
-            return
-        finite = torch.isfinite(values).all()
-        first = self._first_nonfinite_step
-        first.copy_(torch.where(finite | (first >= 0), first, self._step))
-
-    def _check_weights(self) -> None:
-        """Before a checkpoint: the weights the last step left (a non-finite gradient reaches them with a finite
-        loss, and the next step's loss is not computed yet)."""
-        self._record_finite(torch.stack(torch._foreach_norm([p.detach() for p in self.parameters()])))
-        self._check_finite()
 
     def _forward_loss(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """The training forward and loss, added to the epoch's sums."""
         logits = self(x)
         loss = self.loss(logits, y)
         self._sum_epoch(loss, logits, y)
-        self._record_finite(loss.detach())
         return loss, logits
 
     def _graphed_step(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -234,9 +183,8 @@ class CIFARClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        self._step.fill_(self.global_step)
         loss, logits = (self._graphed or self._forward_loss)(x, y)
-        if self._logs_this_step():
+        if logs_this_step(self.trainer):  # self.log is too slow for every step
             self.log("train/loss", loss.detach().clone())  # the next replay overwrites the graph's output
             self.log("train/acc", multiclass_accuracy(logits, y, NUM_CLASSES, average="micro"))
         return loss
@@ -250,26 +198,6 @@ class CIFARClassifier(L.LightningModule):
         """A graph replay has run the backward already."""
         if not self._graphed:
             super().backward(loss, *args, **kwargs)
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self._flag_is_cheap_to_read() or self._logs_this_step():
-            self._check_finite()
-
-    def _flag_is_cheap_to_read(self) -> bool:
-        """Reading a CUDA value waits for the GPU to finish all queued work; on the CPU it costs nothing."""
-        return self.device.type != "cuda"
-
-    def _check_finite(self) -> None:
-        """Stop with the step that went wrong; on the CPU this runs before that step reaches the weights."""
-        if (step := int(self._first_nonfinite_step)) < 0:
-            return
-        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
-        raise NonFiniteLossError(
-            f"training stopped: the loss (or the weights its step updated) is not finite at step {step} "
-            f"(epoch {self.current_epoch}). "
-            f"The learning rate ({lr:g}) is likely too high: lower model.optimizer.init_args.lr. "
-            "The last checkpoint holds the last finite state."
-        )
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._epoch_finished = batch_idx + 1 >= self.trainer.num_training_batches
@@ -292,13 +220,13 @@ class CIFARClassifier(L.LightningModule):
         probs = self(x).softmax(dim=1)
         return (probs + self(x.flip(-1)).softmax(dim=1)) / 2 if self.tta else probs
 
-    def _eval_logits(self, x: Tensor) -> Tensor:
+    def eval_logits(self, x: Tensor) -> Tensor:
         """With tta, log-probabilities: the loss and the argmax are those of the averaged softmax."""
         return self.probabilities(x).clamp_min(1e-12).log() if self.tta else self(x)
 
     def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
-        logits = self._eval_logits(x)
+        logits = self.eval_logits(x)
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric.update(self.loss(logits, y), weight=len(y))
         acc_metric.update(logits, y)
@@ -309,31 +237,15 @@ class CIFARClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def on_test_epoch_start(self) -> None:
-        self.test_outputs: list[tuple[Tensor, Tensor]] = []
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        """The logits, for callbacks that look at every prediction (the test record's calibration)."""
         logits = self._evaluate(batch, "test")
         self.test_confusion.update(logits, batch[1])
-        self.test_outputs.append((logits.detach().float().cpu(), batch[1].cpu()))
+        return logits
 
     def on_test_epoch_end(self) -> None:
-        """Per-class accuracy, and calibration: the expected calibration error (15 bins) of the test predictions,
-        and again after temperature scaling fitted on the validation split only."""
         for name, acc in zip(CLASSES, per_class_accuracy(self.test_confusion.compute()), strict=True):
             self.log(f"test/acc_{name}", acc)
-        if self.trainer.world_size > 1 or not self.test_outputs:  # each rank holds a share: not calibrated here
-            return
-        logits, labels = (torch.cat(t) for t in zip(*self.test_outputs, strict=True))
-        self.log("test/ece", calibration.expected_calibration_error(logits, labels))
-        datamodule = self.trainer.datamodule
-        if datamodule is None or not hasattr(datamodule, "val_dataloader"):
-            return
-        with torch.no_grad():
-            val = [(self._eval_logits(x).float().cpu(), y.cpu()) for x, y in datamodule.val_dataloader()]
-        temperature = calibration.fit_temperature(*(torch.cat(t) for t in zip(*val, strict=True)))
-        self.log("test/temperature", temperature)
-        self.log("test/ece_temperature_scaled", calibration.expected_calibration_error(logits / temperature, labels))
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self.probabilities(batch[0])
@@ -356,10 +268,6 @@ class CIFARClassifier(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._check_weights()  # never write weights a non-finite step has touched
-        checkpoint["rng_states"] = rng_states()
-
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ours = {k: v.shape for k, v in self.state_dict().items()}
         theirs = {k: v.shape for k, v in checkpoint["state_dict"].items() if isinstance(v, Tensor)}
@@ -369,7 +277,6 @@ class CIFARClassifier(L.LightningModule):
                 f"the checkpoint does not fit this ConvNet (differs in {', '.join(k for k, _ in differing)}): "
                 "pass a checkpoint written by this package's fit"
             )
-        self._rng_to_restore = checkpoint.get("rng_states")
         self._has_weights = True
 
     def on_fit_start(self) -> None:
@@ -390,9 +297,3 @@ class CIFARClassifier(L.LightningModule):
 
     def on_predict_start(self) -> None:
         self._refuse_fresh_weights()
-
-    def on_train_start(self) -> None:
-        """Restore the generators here, after everything that runs between loading and the first step."""
-        if self._rng_to_restore is not None:
-            set_rng_states(self._rng_to_restore)
-            self._rng_to_restore = None
