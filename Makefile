@@ -4,8 +4,13 @@ MODEL ?= model7b
 ARGS ?=
 EPOCHS ?=
 SEEDS ?= 0
-STUDY_CONFIGS ?= $(foreach m,model1 model2 model3 model4 model5 model6 model7 model7b,configs/$(m).yaml)
-LADDER_CONFIGS ?= configs/model4.yaml configs/model4-aug.yaml configs/model4-aug-ema.yaml configs/model4-aug-ema-cutout.yaml
+# The study's models and the ladder's rungs, read from the one table of them (after `install`, in the recipes).
+TABLES = cifar_lightning/tools/tables.yaml
+configs_of = $(shell $(PYTHON) -c "import yaml; t = yaml.safe_load(open('$(TABLES)')); \
+  print(*dict.fromkeys(f'configs/{name}.yaml' for name in $(1)))")
+STUDY_CONFIGS ?= $(call configs_of,t['study'])
+LADDER_CONFIGS ?= $(call configs_of,(r['config'] for r in t['ladder']))
+LADDER_TTA_CONFIGS ?= $(call configs_of,(r['config'] for r in t['ladder'] if r['tta']))
 LADDER_SEEDS ?= 0 1 2
 
 .DEFAULT_GOAL := help
@@ -58,8 +63,9 @@ study: install  ## fit and test every config with every seed, then write reports
 
 ladder: install  ## the ablation ladder (model4, +augmentation and schedule, +EMA, +cutout, +TTA) over LADDER_SEEDS; EPOCHS=N caps each run
 	$(PYTHON) -m cifar_lightning study --configs $(LADDER_CONFIGS) --seeds $(LADDER_SEEDS)$(if $(EPOCHS), --epochs $(EPOCHS)) --args='$(ARGS)'
-	for seed in $(LADDER_SEEDS); do $(PYTHON) -m cifar_lightning test --config configs/model4-aug-ema-cutout.yaml \
-	  --seed_everything $$seed --model.tta true$(if $(EPOCHS), --trainer.max_epochs $(EPOCHS)) $(ARGS) || exit 1; done
+	for config in $(LADDER_TTA_CONFIGS); do for seed in $(LADDER_SEEDS); do $(PYTHON) -m cifar_lightning test \
+	  --config $$config --seed_everything $$seed --model.tta true$(if $(EPOCHS), --trainer.max_epochs $(EPOCHS)) $(ARGS) \
+	  || exit 1; done; done
 	$(PYTHON) -m cifar_lightning report
 
 report: install  ## write reports/ (tables, curves, samples) from the runs under lightning_logs/

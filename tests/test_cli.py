@@ -32,6 +32,10 @@ def test_every_study_config_is_present_and_parses_to_the_study_values(tmp_path):
         # the study trained without augmentation, schedule or label smoothing
         assert c.data.flip_p == 0 and c.data.translate == 0
         assert c.model.lr_schedule == "constant" and c.model.label_smoothing == 0
+        # the comments a reader sees first say what tables.yaml says
+        said = f"# Study's best validation accuracy: {100 * study.best_val_acc:.1f}% (loss {study.val_loss}, epoch "
+        said += f"{study.best_epoch})" + (f"; test accuracy {100 * study.test_acc:.2f}%." if study.test_acc else ".")
+        assert config.read_text().splitlines()[1] == said, config.name
 
 
 def test_the_augmented_config_keeps_the_network_and_turns_the_extras_on():

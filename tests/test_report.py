@@ -123,25 +123,28 @@ def test_make_study_runs_every_config_with_every_seed_then_the_report():
     root = Path(__file__).parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}  # as if run by hand
     dry = subprocess.run(
-        ["make", "--no-print-directory", "-n", "study", "EPOCHS=2", "SEEDS=0 1 2", "PYTHON=python"],
+        ["make", "--no-print-directory", "-n", "study", "EPOCHS=2", "SEEDS=0 1 2", f"PYTHON={sys.executable}"],
         cwd=root, env=env, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     configs = " ".join(f"configs/{model}.yaml" for model in STUDY)  # the study's, not the configs beyond it
-    assert f"python -m cifar_lightning study --configs {configs} --seeds 0 1 2 --epochs 2 --args=''" in dry
-    assert dry.rstrip().endswith("python -m cifar_lightning report")
+    assert f"{sys.executable} -m cifar_lightning study --configs {configs} --seeds 0 1 2 --epochs 2 --args=''" in dry
+    assert dry.rstrip().endswith(f"{sys.executable} -m cifar_lightning report")
 
 
 def test_make_passes_extra_options_that_start_with_dashes():
     """``--args VALUE`` would take a VALUE starting with ``--`` for an option of its own: make writes ``--args=``."""
     root = Path(__file__).parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE") and k != "MFLAGS"}
-    args = ["EPOCHS=3", "ARGS=--trainer.enable_progress_bar=false", "PYTHON=python"]
+    args = ["EPOCHS=3", "ARGS=--trainer.enable_progress_bar=false", f"PYTHON={sys.executable}"]
     dry = subprocess.run(
         ["make", "--no-print-directory", "-n", "ladder", *args], cwd=root, env=env, capture_output=True, text=True
     ).stdout
-    ladder = " ".join(f"configs/{model}.yaml" for model in dict.fromkeys(model for model, _, _ in LADDER))
+    ladder = " ".join(f"configs/{model}.yaml" for model in dict.fromkeys(rung.config for rung in LADDER))
     assert f"study --configs {ladder} --seeds 0 1 2 --epochs 3 --args='--trainer.enable_progress_bar=false'" in dry
-    assert "--seed_everything $seed --model.tta true --trainer.max_epochs 3 --trainer.enable_progress_bar=false" in dry
+    tta = " ".join(f"configs/{rung.config}.yaml" for rung in LADDER if rung.tta)
+    assert f"for config in {tta}; do for seed in 0 1 2;" in dry
+    tested = "--config $config --seed_everything $seed --model.tta true --trainer.max_epochs 3"
+    assert f"{tested} --trainer.enable_progress_bar=false" in dry
     study = [sys.executable, "-m", "cifar_lightning", "study", "--configs=configs/model1.yaml", "--parallel=false"]
     help_run = subprocess.run([*study, "--args=--trainer.max_epochs=1", "--help"], cwd=root, capture_output=True)
     assert help_run.returncode == 0  # the study's parser takes the dashed value

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.folders import CONFIG_FILE, TEST_RESULTS, best_in, hyperparameters, read_file, run_of
-from cifar_lightning.training.data import CLASSES
+from cifar_lightning.training.data import CLASSES, VAL_SIZE
 
 HPARAM_METRICS = ("hparams/best_val_acc", "hparams/val_loss_at_best", "hparams/test_acc")
 
@@ -197,7 +197,7 @@ class TestResults(L.Callback):
         record |= {**metrics, "per_class_acc": per_class_accuracy(confusion).tolist(), "confusion": confusion.tolist()}
         outputs = self._outputs
         if outputs and record["full"]:
-            record |= _slice_accuracy(outputs, getattr(trainer.datamodule, "val_size", 1000))
+            record |= _slice_accuracy(outputs, getattr(trainer.datamodule, "val_size", VAL_SIZE))
         study_result = record["best"] and record["full"] and record["same_data_as_fit"]
         suffix = ("_tta" if tta else "") if study_result else "-" + _how_it_differs(record, ckpt)
         title = f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")

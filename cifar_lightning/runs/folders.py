@@ -19,7 +19,7 @@ import yaml
 
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.identity import DEFAULT_OPTIMIZER, Experiment
-from cifar_lightning.training.data import TRAIN_SIZE
+from cifar_lightning.training.data import TRAIN_SIZE, VAL_SIZE
 
 TEST_RESULTS = "test_results.json"
 TEST_RESULTS_TTA = "test_results_tta.json"  # a test with test-time augmentation, beside the plain one
@@ -163,7 +163,7 @@ class Run:
         if ends:
             return ends[0][0] + 1
         data = self.config.get("data") or {}
-        return math.ceil((TRAIN_SIZE - data.get("val_size", 1000)) / data.get("batch_size", 128))
+        return math.ceil((TRAIN_SIZE - data.get("val_size", VAL_SIZE)) / data.get("batch_size", 128))
 
     def hyperparameters(self) -> dict[str, Any]:
         return hyperparameters(self.config)

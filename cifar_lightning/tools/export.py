@@ -22,7 +22,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
 from cifar_lightning.runs.folders import resolve_checkpoint
-from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, load_npz
+from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, VAL_SIZE, load_npz
 
 TOLERANCE = 1e-4
 INSTALL = "pip install -e '.[export]'"
@@ -101,7 +101,7 @@ def export(
         raise CifarError(f"cannot write {target}: its folder does not exist or is not writable")
     npz = Path(data_dir or data.get("data_dir", "data")) / NPZ_NAME
     arrays = load_npz(npz)
-    val_size = data.get("val_size", 1000)
+    val_size = data.get("val_size", VAL_SIZE)
     images, labels = arrays["x_train"][-val_size:], arrays["y_train"][-val_size:]
 
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
@@ -22,12 +23,20 @@ from cifar_lightning.runs import cli
 from cifar_lightning.runs.figures import curves_figure, samples_figure
 from cifar_lightning.runs.folders import Run, choose, model_runs
 from cifar_lightning.tools.markdown import table
-from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, NPZ_NAME, TRAIN_SIZE, channel_stats, load_npz
+from cifar_lightning.training.data import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    NPZ_NAME,
+    TRAIN_SIZE,
+    VAL_SIZE,
+    channel_stats,
+    load_npz,
+)
 
 
 @dataclass(frozen=True)
 class StudyModel:
-    """One row of the study's tables: its config and its published results."""
+    """One row of the study's published table (``tables.yaml``): how it trained and what it reached."""
 
     epochs: int
     batch_size: int
@@ -40,16 +49,19 @@ class StudyModel:
     test_acc: float | None = None
 
 
-STUDY = {
-    "model1": StudyModel(20, 32, 0.9, 1e-3, 0.0, 0.746, 0.9791, 16),
-    "model2": StudyModel(50, 32, 0.9, 1e-3, 0.5, 0.822, 0.5478, 49),
-    "model3": StudyModel(300, 32, 0.5, 1e-3, 0.5, 0.848, 0.4994, 288),
-    "model4": StudyModel(300, 64, 0.9, 1e-3, 0.5, 0.859, 0.4854, 245, test_acc=0.8301),
-    "model5": StudyModel(50, 32, 0.9, 1e-3, 0.2, 0.797, 0.8708, 48),
-    "model6": StudyModel(300, 32, 0.9, 1e-3, 0.8, 0.753, 0.7491, 285),
-    "model7": StudyModel(50, 128, 0.5, 1e-2, 0.5, 0.786, 0.6396, 50),
-    "model7b": StudyModel(300, 128, 0.5, 1e-2, 0.5, 0.857, 0.4594, 237),
-}
+@dataclass(frozen=True)
+class Rung:
+    """One rung of the ablation ladder (``tables.yaml``)."""
+
+    config: str
+    tta: bool
+    adds: str
+
+
+_TABLES = yaml.safe_load((Path(__file__).parent / "tables.yaml").read_text())
+STUDY = {model: StudyModel(**row) for model, row in _TABLES["study"].items()}
+LADDER = tuple(Rung(**rung) for rung in _TABLES["ladder"])
+STUDY_BEST = max(STUDY, key=lambda m: STUDY[m].best_val_acc)  # the study's best model, its only tested one
 
 
 def collect(log_dir: Path, configs_dir: Path) -> dict[str, list[Run]]:
@@ -346,34 +358,37 @@ def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
 
 def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
     means = {m: statistics.mean(v) for m in STUDY if (v := _best_vals(chosen.get(m, [])))}
-    cells = ["model4 is the best of the study's models", "model4 against the rest", "85.90%"]
-    if "model4" not in means:
-        return [*cells, "—", "—", "—", "not run yet: model4"]
+    best = STUDY_BEST
+    cells = [f"{best} is the best of the study's models", f"{best} against the rest", _pct(STUDY[best].best_val_acc)]
+    if best not in means:
+        return [*cells, "—", "—", "—", f"not run yet: {best}"]
     top = max(means, key=means.__getitem__)
     missing = [m for m in STUDY if m not in means]
-    verdict = ("holds" if top == "model4" else f"reversed: {top} is higher") + (
+    verdict = ("holds" if top == best else f"reversed: {top} is higher") + (
         f" among the models run ({', '.join(missing)} not run yet)" if missing else ""
     )
-    return [*cells, _pct(means["model4"]), str(len(_best_vals(chosen["model4"]))), "—", verdict]
+    return [*cells, _pct(means[best]), str(len(_best_vals(chosen[best]))), "—", verdict]
 
 
 def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
-    """model4's test accuracy minus its best validation accuracy, paired by seed (a one-sample t-interval)."""
+    """The study's best model's test accuracy minus its best validation accuracy, paired by seed (a one-sample
+    t-interval)."""
     from scipy import stats
 
-    study = STUDY["model4"]
+    best = STUDY_BEST
+    study = STUDY[best]
     cells = [
-        "model4's test accuracy under its best validation accuracy",
+        f"{best}'s test accuracy under its best validation accuracy",
         "test − best val",
         _diff(study.test_acc, study.best_val_acc),
     ]
     gaps = [
         r.test["test/acc"] - b[0]
-        for r in chosen.get("model4", [])
+        for r in chosen.get(best, [])
         if not r.deviations and r.test and "test/acc" in r.test and (b := r.best()) is not None
     ]
     if not gaps:
-        return [*cells, "—", "—", "—", "not run yet: model4 (tested)"]
+        return [*cells, "—", "—", "—", f"not run yet: {best} (tested)"]
     if len(gaps) < 2:
         return [*cells, _diff(gaps[0], 0), "1", "—", "not decided: one seed"]
     low, high = stats.ttest_1samp(gaps, 0).confidence_interval(0.95)
@@ -387,21 +402,12 @@ def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
     ]
 
 
-LADDER = (  # (logger name, tested with test-time augmentation, what the rung adds)
-    ("model4", False, "the study's model4: SGD lr 0.001, batch 64, dropout 0.5"),
-    ("model4-aug", False, "+ flip, translate, Nesterov, weight decay, warm-up + cosine, label smoothing, dropout 0.1"),
-    ("model4-aug-ema", False, "+ weight averaging (EMA of the weights, decay 0.999 per step)"),
-    ("model4-aug-ema-cutout", False, "+ cutout (8x8)"),
-    ("model4-aug-ema-cutout", True, "+ test-time augmentation (the mirror image)"),
-)
-
-
 def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
     """The same network with one training trick more on each rung, each over its seeds."""
     rows = []
-    for model, tta, adds in LADDER:
-        seeds = chosen.get(model, [])
-        tests = [t for r in seeds if (t := r.test_tta if tta else r.test) and "test/acc" in t]
+    for rung in LADDER:
+        seeds = chosen.get(rung.config, [])
+        tests = [t for r in seeds if (t := r.test_tta if rung.tta else r.test) and "test/acc" in t]
         if not tests:
             continue
         epochs = sorted({r.max_epochs for r in seeds})
@@ -410,8 +416,8 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
         ece, scaled = ([t[k] for t in tests if k in t] for k in ("test/ece", "test/ece_temperature_scaled"))
         rows.append(
             [
-                adds,
-                f"`{model}`" + (" tested with `--model.tta true`" if tta else ""),
+                rung.adds,
+                f"`{rung.config}`" + (" tested with `--model.tta true`" if rung.tta else ""),
                 ", ".join(map(str, epochs)),
                 len(tests),
                 _mean_std_each(accs),
@@ -473,7 +479,8 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
         lines += [
             "",
             f"Best validation accuracy among the study's models: **{top}** ({_pct(scored[top])}{mean_text}); its "
-            f"test accuracy: **{test}**. The study's: model4 (85.9%), test accuracy 83.01%.",
+            f"test accuracy: **{test}**. The study's: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
+            f"test accuracy {_pct(STUDY[STUDY_BEST].test_acc)}.",
         ]
     return [*lines, ""]
 
@@ -496,7 +503,7 @@ def estimate_hours(model: StudyModel, measured: list[Run]) -> tuple[float, Run] 
     run = min(timed, key=lambda r: (round(abs(math.log2(batch(r) / model.batch_size)), 9), -batch(r), str(r.path)))
     per_image = run.step_seconds / batch(run)
     outside_training = max(run.epoch_seconds - run.steps_per_epoch() * run.step_seconds, 0.0)
-    return model.epochs * ((TRAIN_SIZE - 1000) * per_image + outside_training) / 3600, run
+    return model.epochs * ((TRAIN_SIZE - VAL_SIZE) * per_image + outside_training) / 3600, run
 
 
 def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -545,7 +552,7 @@ def write_report(
     out: str = "reports",
     data_dir: str | None = None,
     configs_dir: str = "configs",
-    val_size: int = 1000,
+    val_size: int = VAL_SIZE,
 ) -> Path:
     """Write ``report.md`` and ``figures/`` (one curves PNG per model, ``samples.png``) into ``out``.
 

@@ -32,6 +32,7 @@ CIFAR10_MEAN = (0.4913159, 0.48209456, 0.4464672)
 CIFAR10_STD = (0.2470339, 0.24351034, 0.26159197)
 NPZ_NAME = "cifar10.npz"
 TRAIN_SIZE = 50_000
+VAL_SIZE = 1000  # the study's validation split: the last 1,000 training images
 
 CutoutSize = restricted_number_type("CutoutSize", int, [(">=", 0), ("<=", 32)], docstring="0 (off) to 32 pixels")
 ValSize = restricted_number_type("ValSize", int, [(">=", 1), ("<=", TRAIN_SIZE - 1)], docstring="1 to 49,999")
@@ -262,7 +263,7 @@ class CIFAR10DataModule(L.LightningDataModule):
         download: bool = True,
         batch_size: PositiveInt = 128,
         eval_batch_size: PositiveInt = 1000,
-        val_size: ValSize = 1000,
+        val_size: ValSize = VAL_SIZE,
         mean: tuple[float, float, float] = CIFAR10_MEAN,
         std: tuple[float, float, float] = CIFAR10_STD,
         seed: int = 0,
