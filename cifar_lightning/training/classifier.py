@@ -265,6 +265,9 @@ class CIFARClassifier(L.LightningModule):
             progress = min((step - warmup) / max(total - warmup - 1, 1), 1.0)
             return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
+        # The closed form in LambdaLR rather than SequentialLR(LinearLR, CosineAnnealingLR): those compute the
+        # cosine step from step, so their rates differ from it in the last bits (BENCHMARKS.md) and would change
+        # every run made with this schedule, and their state would not load from this one's checkpoints.
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
