@@ -2,6 +2,8 @@
 
 import sys
 
+from cifar_lightning.atomic import refused
+
 LIGHTNING = {
     "fit": "train a model (python -m cifar_lightning fit --config configs/model1.yaml)",
     "validate": "validation accuracy of a checkpoint (best of the config's runs by default)",
@@ -101,6 +103,11 @@ def _option_helps(function) -> dict[str, str | None]:
 def main(argv: list[str] | None = None) -> int:
     try:
         return run(argv)
+    except OSError as err:  # a write outside the package's own (a library's folder or file) that the disk refused
+        if err.filename is None or (error := refused(err, err.filename)) is None:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except ModuleNotFoundError as err:
         if err.name is None or err.name.split(".")[0] == "cifar_lightning":
             raise

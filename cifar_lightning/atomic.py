@@ -1,27 +1,55 @@
-"""The package's one atomic write: every file it writes (data, checkpoints, results, figures, the report)."""
+"""The package's one atomic write: every file it writes (data, checkpoints, results, figures, the report), and
+the one message for a disk or folder that refuses a write."""
 
+import contextlib
+import errno
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from cifar_lightning.errors import CifarError
+
+# A full disk, a spent quota, a read-only file system, a folder that is not ours: the user's to fix.
+REFUSED = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def refused(err: OSError, path: str | Path) -> CifarError | None:
+    """The error a write refused by the disk or folder becomes (naming ``path``), or None for any other."""
+    if err.errno not in REFUSED:
+        return None
+    return CifarError(f"cannot write {path}: {err.strerror or err}; no file was left half-written")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Writes to ``path`` that the disk or folder refuses end in one :class:`CifarError` naming it."""
+    try:
+        yield
+    except OSError as err:
+        if (error := refused(err, path)) is None:
+            raise
+        raise error from None
 
 
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename: a crash leaves
     the old file or none, never a truncated one under the final name. The one atomic write of the package."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _mode_for(path))  # mkstemp's file is private (0600): readable like any file written here
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, _mode_for(path))  # mkstemp's file is private (0600): readable like any file written here
+            with os.fdopen(fd, mode) as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def _mode_for(path: Path) -> int:

@@ -1,4 +1,5 @@
-"""Fixtures: a folder of generated data, the command line run in-process on it, CUDA-graph training on the CPU."""
+"""Fixtures: a folder of generated data, one short trained run shared by many tests, the command line run
+in-process, CUDA-graph training on the CPU."""
 
 import signal
 from collections.abc import Iterator
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import QUIET, EagerReplays, copy_configs, data_args, make_arrays
+from helpers import FIT, QUIET, EagerReplays, copy_configs, data_args, make_arrays, make_project
 
 from cifar_lightning.runs.cli import main
 from cifar_lightning.training import classifier
@@ -17,6 +18,16 @@ def data_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "data"
     folder.mkdir()
     np.savez(folder / "cifar10.npz", **make_arrays())
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with configs/ and generated data in which model1 was fitted for two short epochs, made once."""
+    folder = make_project(tmp_path_factory.mktemp("project"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        assert main([*FIT, *data_args(folder / "data"), *QUIET]) == 0
     return folder
 
 

@@ -112,5 +112,5 @@ def test_a_full_disk_is_one_error_and_no_file(trained, data_dir, capsys, monkeyp
     args = ["export", "--config=configs/model1.yaml", f"--data.data_dir={data_dir}", "--output=out.onnx"]
     assert package_main(args) == 1
     err = capsys.readouterr().err
-    assert err == "error: cannot write out.onnx: No space left on device; nothing was written\n"
+    assert err == "error: cannot write out.onnx: No space left on device; no file was left half-written\n"
     assert not list(trained.rglob("*.onnx*"))

@@ -1,12 +1,12 @@
-"""The fast tier's smoke runs: one short model1 run made once, then each command a user types on it, through
-``python -m cifar_lightning`` in-process. The full tier tests each of them in depth."""
+"""The fast tier's smoke runs: one short model1 run made once (``trained_project``), then each command a user
+types on it, through ``python -m cifar_lightning`` in-process. The full tier tests each of them in depth."""
 
 import csv
 import json
 from pathlib import Path
 
 import pytest
-from helpers import FIT, QUIET, data_args, make_arrays, make_project
+from helpers import QUIET, data_args, make_arrays
 from PIL import Image
 
 from cifar_lightning.__main__ import main as package_main
@@ -14,20 +14,10 @@ from cifar_lightning.__main__ import main as package_main
 pytestmark = pytest.mark.smoke
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder with configs/ and generated data in which model1 was fitted for two short epochs."""
-    folder = make_project(tmp_path_factory.mktemp("smoke"))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        assert package_main([*FIT, *data_args(folder / "data"), *QUIET]) == 0
-    return folder
-
-
 @pytest.fixture
-def inside(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(workdir)
-    return workdir
+def inside(trained_project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(trained_project)
+    return trained_project
 
 
 def run(folder: Path, *args: str) -> int:

@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import folders
 from cifar_lightning.runs.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
@@ -73,11 +74,20 @@ class OneLineErrors(LightningArgumentParser):
 
 
 class SaveRunConfig(SaveConfigCallback):
-    """Saves ``config.yaml`` in the run folder for ``fit`` only (a test must not overwrite its run's config)."""
+    """Saves ``config.yaml`` in the run folder for ``fit`` only (a test must not overwrite its run's config),
+    through the package's atomic write (the parser's own save can leave half a file on a full disk)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{**kwargs, "save_to_log_dir": False})  # save_config below writes it
 
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if stage == "fit":
+            self._log_dir = trainer.log_dir  # every rank asks: the property is a collective
             super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        atomic_write(Path(self._log_dir) / self.config_filename, lambda f: f.write(text), mode="w")
 
 
 def run_location(config: Namespace) -> tuple[str, str]:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cifar_lightning.atomic import atomic_write
+from cifar_lightning.atomic import atomic_write, refused
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
@@ -139,7 +139,7 @@ def export(
             onnx_model.metadata_props.add(key=key, value=value)
         atomic_write(target, lambda f: f.write(onnx_model.SerializeToString()))
     except OSError as err:  # a full disk or a folder that turned read-only, in the exporter's writes or ours
-        raise CifarError(f"cannot write {target}: {err.strerror or err}; nothing was written") from None
+        raise (refused(err, target) or err) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote {target} (validation accuracy {val_acc:.4f}; input uint8 [N,32,32,3], output 10 probabilities)")

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from cifar_lightning.atomic import atomic_write
+from cifar_lightning.atomic import atomic_write, writing
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.figures import curves_figure, samples_figure
@@ -574,6 +574,21 @@ def write_report(
             "train first, e.g. python -m cifar_lightning fit --config configs/model1.yaml, or make study"
         )
     chosen = {model: per_seed(found) for model, found in runs.items()}
+    with writing(target):
+        _write_report(target, log_dir, data_dir, val_size, chosen, runs)
+    print(f"wrote {target / 'report.md'} ({len(chosen)} models)")
+    return target
+
+
+def _write_report(
+    target: Path,
+    log_dir: str,
+    data_dir: str | None,
+    val_size: int,
+    chosen: dict[str, list[Run]],
+    runs: dict[str, list[Run]],
+) -> None:
+    """``report.md`` and ``figures/`` under ``target``: the figures staged beside it, then both replaced."""
     target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".figures.", dir=target))
     staging.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
@@ -603,5 +618,3 @@ def write_report(
         atomic_write(target / "report.md", lambda f: f.write("\n".join(lines)), mode="w")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    print(f"wrote {target / 'report.md'} ({len(chosen)} models)")
-    return target
