@@ -158,6 +158,52 @@ def test_sigterm_stops_the_server_and_its_workers(server):
         os.killpg(process.pid, 0)
 
 
+def _children(pid: int) -> list[int]:
+    """The process's children and theirs, from /proc."""
+    found, todo = [], [pid]
+    while todo:
+        for tasks in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                kids = [int(k) for k in tasks.read_text().split()]
+                found += kids
+                todo += kids
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trained_project, how):
+    """SIGTERM to the main process (a process manager) or SIGINT to the group (Ctrl-C in a terminal) as soon as
+    LitServe has started its first process, seconds before its workers have loaded the model."""
+    ckpt = next((trained_project / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "cifar_lightning", "serve", f"--model={ckpt}", f"--port={port}"]
+    process = subprocess.Popen(
+        args, cwd=trained_project, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (family := _children(process.pid)) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert family, "serve started no process"
+        if how == "sigterm":
+            os.kill(process.pid, signal.SIGTERM)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
+        code, out = process.wait(timeout=60), process.stdout.read()
+        assert code == 130 and "serve: stopped while starting, before it served" in out, out
+        assert "Traceback" not in out, out
+        time.sleep(2)
+        with pytest.raises(ProcessLookupError):  # nothing of its group is left, workers and manager included
+            os.killpg(process.pid, 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
 def test_serve_without_a_model_says_what_to_pass(capsys):
     from cifar_lightning.__main__ import main as package_main
 

@@ -6,10 +6,10 @@ An unreadable, oversized or malformed upload gets a 4xx with a message and the s
 ``GET /`` is a page where a person picks or drops an image and sees the top three classes.
 """
 
-import contextlib
 import functools
 import io
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -42,6 +42,9 @@ class ClassifierAPI(ls.LitAPI if ls else object):
         self.model = model
 
     def setup(self, device: str) -> None:
+        # This runs in an inference worker: Ctrl-C reaches the whole process group, and the main process, which
+        # gets it too, stops the workers (LitServe 0.2.19 spawns them with Python's default KeyboardInterrupt).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         if self.model.suffix == ".onnx":
             import onnxruntime
 
@@ -201,7 +204,7 @@ def serve(
     port: int = 8000,
     max_batch_size: int = 16,
     batch_timeout: float = 0.01,
-) -> None:
+) -> int:
     """Serve a model over HTTP: POST /predict with an image (multipart field 'file'); GET / is a page.
 
     Args:
@@ -230,16 +233,43 @@ def serve(
     print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
     server = build_server(path, max_batch_size, batch_timeout)
     # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;
-    # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19).
-    signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
-    with contextlib.suppress(KeyboardInterrupt):  # LitServe has stopped its workers either way
+    # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19). The workers, forked
+    # with these handlers, leave Ctrl-C (sent to the whole process group) to this process.
+    stop = functools.partial(_interrupt, os.getpid())
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
         server.run(host=host, port=port, generate_client_file=False)
+    except KeyboardInterrupt:
+        # LitServe stops its processes when interrupted while serving; while they are still starting (waiting for
+        # the workers to load the model, or starting the HTTP servers) its run has not reached that shutdown
+        # (LitServe 0.2.19), and they are still here.
+        if left := multiprocessing.active_children():
+            _stop(left)
+            print("serve: stopped while starting, before it served", file=sys.stderr)
+            return 130
     print("serve: stopped", file=sys.stderr)
+    return 0
+
+
+def _stop(processes: list[multiprocessing.Process]) -> None:
+    """Stop the workers, then the manager process they talk to (stopped first, it leaves them a traceback)."""
+    workers = [p for p in processes if not p.name.startswith("SyncManager")]
+    for group in (workers, [p for p in processes if p not in workers]):
+        for process in group:
+            process.terminate()
+        for process in group:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+                process.join()
 
 
 def _interrupt(main_pid: int, signum: int, frame: Any) -> None:
     if os.getpid() == main_pid:
         raise KeyboardInterrupt
-    # a worker forked with this handler: LitServe stops workers with SIGTERM, which must just end them
+    if signum == signal.SIGINT:  # a worker: the main process, which got the same Ctrl-C, stops it
+        return
+    # LitServe stops workers with SIGTERM, which must just end them
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
