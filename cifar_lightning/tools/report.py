@@ -13,6 +13,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -85,6 +86,13 @@ def _pct(x: float | None) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.2f}%"
 
 
+def _section(title: str, about: list[str], header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A report section: its heading, the lines that say what it shows, its table; nothing without rows."""
+    if not rows:
+        return []
+    return [f"## {title}", "", *([*about, ""] if about else []), *table(header, rows), ""]
+
+
 def _diff(ours: float | None, theirs: float | None, scale: float = 100, unit: str = " pp") -> str:
     if ours is None or theirs is None or math.isnan(ours):
         return "—"
@@ -142,7 +150,7 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
         hp["seed"] = ", ".join(str(r.seed) for r in seeds)
         rows.append([model, *hp.values()])
     header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed"]
-    return ["## Hyperparameters", "", *table(header, rows), ""]
+    return _section("Hyperparameters", [], header, rows)
 
 
 def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
@@ -168,16 +176,12 @@ def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -
                 ]
             )
     header = ["model", "run", "status", "best val acc", "study", "difference", "val loss there", "study", "difference"]
-    return [
-        "## Best validation accuracy",
-        "",
+    about = [
         "Each model's newest complete run of each seed with its config's settings (the newest run when none is",
         "complete; runs of other settings only where none has them, and so marked). Differences are ours minus the",
         "study's, in percentage points for accuracy.",
-        "",
-        *table([*header, "epoch", "study epoch"], rows),
-        "",
     ]
+    return _section("Best validation accuracy", about, [*header, "epoch", "study epoch"], rows)
 
 
 def spread(values: list[float]) -> tuple[float, float, float, float]:
@@ -238,20 +242,14 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
                 _pct(study.test_acc) if study and study.test_acc else "—",
             ]
         )
-    if not rows:
-        return []
     header = ["model", "seeds", "best val acc (mean ± std)", "min–max", "epoch of best", "val loss there"]
     header += ["study", "where the study's value lies", "test acc of each best checkpoint", "study test"]
-    return [
-        "## Across seeds",
-        "",
+    about = [
         "Best validation accuracy over seeds (sample standard deviation), the epoch of each seed's best and its",
         "validation loss there, and the test accuracy of each seed's best checkpoint (mean ± std, then per seed).",
         "The 1,000 validation images alone give a binomial standard deviation of about 1.4 points at 75%.",
-        "",
-        *table(header, rows),
-        "",
     ]
+    return _section("Across seeds", about, header, rows)
 
 
 def _slices_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -275,18 +273,12 @@ def _slices_section(chosen: dict[str, list[Run]]) -> list[str]:
                     _pct(best[0] if best else None),
                 ]
             )
-    if not rows:
-        return []
     header = ["model", "run", "test acc", "slices", "slice acc (mean ± std)", "min–max", "best val acc"]
-    return [
-        "## How much the validation images decide",
-        "",
+    about = [
         "Each tested run's best checkpoint on disjoint slices of the test set as large as the validation split: one",
         "fixed validation set of that size can lie as far from the test accuracy as these slices do.",
-        "",
-        *table(header, rows),
-        "",
     ]
+    return _section("How much the validation images decide", about, header, rows)
 
 
 # The study's comparisons of best validation accuracy: (what it says, model, the model it is compared with).
@@ -344,16 +336,12 @@ def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
     rows.append(_best_model_row(chosen))
     rows.append(_test_gap_row(chosen))
     header = ["claim", "comparison", "study", "ours (mean)", "seeds", "95% interval (pp)", "verdict"]
-    return [
-        "## The study's claims, tested",
-        "",
+    about = [
         "Best validation accuracy of each seed's run with the config's own settings. Our difference is the mean over",
         "seeds, with Welch's 95% t-interval where both models have two seeds or more; a claim holds when the",
         "interval excludes zero on the study's side, is reversed when it excludes zero on the other.",
-        "",
-        *table(header, rows),
-        "",
     ]
+    return _section("The study's claims, tested", about, header, rows)
 
 
 def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
@@ -426,20 +414,16 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
                 f"{_mean_std(bests)}%",
             ]
         )
-    if not rows:
-        return []
     header = ["rung", "config", "epochs", "seeds", "test acc (mean ± std; each seed)", "ECE", "ECE, temp.-scaled"]
-    return [
-        "## Ablation ladder: the study's network, one trick more per rung",
-        "",
+    about = [
         "Each rung is the one above plus one change; the network (890,410 parameters) is the same throughout. Test",
         "accuracy and expected calibration error (15 bins) of each seed's best checkpoint, mean ± sample standard",
         "deviation over the seeds; the epochs column is the training length of these runs (a run capped below its",
         "config's length has a schedule compressed to it).",
-        "",
-        *table([*header, "best val acc"], rows),
-        "",
     ]
+    return _section(
+        "Ablation ladder: the study's network, one trick more per rung", about, [*header, "best val acc"], rows
+    )
 
 
 def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
@@ -516,16 +500,12 @@ def _not_run_section(chosen: dict[str, list[Run]]) -> list[str]:
         estimate = estimate_hours(STUDY[model], measured)
         basis = f"{estimate[0]:.1f} h at the speed of {estimate[1].path}" if estimate else "no timed run"
         rows.append([model, STUDY[model].epochs, STUDY[model].batch_size, basis])
-    return [
-        "## Not run yet",
-        "",
+    about = [
         "The study's models without a run here, with the time they would take on the hardware of the runs above",
         "(each estimate: the training time per image of the measured run with the nearest batch size, for the full",
         "training split, plus that run's time per epoch outside training, such as validation).",
-        "",
-        *table(["model", "epochs", "batch size", "estimated time"], rows),
-        "",
     ]
+    return _section("Not run yet", about, ["model", "epochs", "batch size", "estimated time"], rows)
 
 
 def _runs_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
