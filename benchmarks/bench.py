@@ -46,10 +46,12 @@ from cifar_lightning.training.classifier import CIFARClassifier, cpu_has_bf16
 from cifar_lightning.training.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
+    VAL_SIZE,
     CIFAR10DataModule,
     EpochSampler,
     TensorLoader,
     load_npz,
+    to_tensors,
 )
 from cifar_lightning.training.malloc import keep_freed_memory
 from cifar_lightning.training.network import ConvNet
@@ -158,9 +160,8 @@ def _plain_script(data_dir: str, batch_size: int, steps: int, warmup: int, varia
     if variant.pop("keep_freed_memory", False):
         keep_freed_memory()
     npz = load_npz(Path(data_dir) / "cifar10.npz")
-    n = len(npz["x_train"]) - CIFAR10DataModule().val_size
-    images = torch.from_numpy(npz["x_train"][:n]).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(npz["y_train"][:n]).long()
+    n = len(npz["x_train"]) - VAL_SIZE
+    images, labels = to_tensors(npz["x_train"][:n], npz["y_train"][:n])
     print(1000 * batch_size / plain_loop(images, labels, batch_size, steps, warmup, **variant))
 
 
@@ -425,9 +426,8 @@ def _time_epoch(batches: Callable[[], object]) -> float:
 def data_paths(npz: dict[str, np.ndarray], batch_size: int, workers: int) -> tuple[float, float]:
     """Seconds for one epoch of the training split (49,000 images): this package's loader against torchvision's
     pipeline."""
-    n = len(npz["x_train"]) - CIFAR10DataModule().val_size
-    images = torch.from_numpy(npz["x_train"][:n]).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(npz["y_train"][:n]).long()
+    n = len(npz["x_train"]) - VAL_SIZE
+    images, labels = to_tensors(npz["x_train"][:n], npz["y_train"][:n])
     ours = _time_epoch(lambda: TensorLoader(images, labels, batch_size, EpochSampler(n, shuffle=True)))
     with tempfile.TemporaryDirectory() as root:
         folder = Path(root) / CIFAR10.base_folder
@@ -450,8 +450,8 @@ def data_paths(npz: dict[str, np.ndarray], batch_size: int, workers: int) -> tup
 
 def evaluation(npz: dict[str, np.ndarray], device: torch.device) -> float:
     """Test-split images/s of the network in eval mode, batches of 1000."""
-    images = torch.from_numpy(npz["x_test"]).permute(0, 3, 1, 2).contiguous().to(device)
-    loader = TensorLoader(images, torch.from_numpy(npz["y_test"]).to(device), 1000, EpochSampler(len(images), False))
+    images, labels = (t.to(device) for t in to_tensors(npz["x_test"], npz["y_test"]))
+    loader = TensorLoader(images, labels, 1000, EpochSampler(len(images), False))
     net = ConvNet().to(device).eval()
     with torch.inference_mode():
         net(next(iter(loader))[0])
@@ -484,9 +484,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# {name}, {torch.get_num_threads()} threads, torch {torch.__version__}, lightning {L.__version__}")
     print("| measurement | this package | baseline | ratio |")
     print("|---|---|---|---|")
-    n_train = len(npz["x_train"]) - CIFAR10DataModule().val_size  # the training split, as fit has it
-    images = torch.from_numpy(npz["x_train"][:n_train]).permute(0, 3, 1, 2).contiguous().to(device)
-    labels = torch.from_numpy(npz["y_train"][:n_train]).long().to(device)
+    n_train = len(npz["x_train"]) - VAL_SIZE  # the training split, as fit has it
+    images, labels = (t.to(device) for t in to_tensors(npz["x_train"][:n_train], npz["y_train"][:n_train]))
     for bs in args.batch_sizes:
         plain = plain_loop(images, labels, bs, args.steps, args.warmup)
         other = independent_loop(images, labels, bs, args.steps, args.warmup)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from cifar_lightning.atomic import atomic_write, writing
@@ -32,6 +31,7 @@ from cifar_lightning.training.data import (
     VAL_SIZE,
     channel_stats,
     load_npz,
+    to_tensors,
 )
 
 
@@ -107,8 +107,7 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
         return [*lines, f"Not computed: no `{npz}` (pass `--data.data_dir` with the data the runs used).", ""]
     arrays = load_npz(npz)
     train = slice(0, len(arrays["x_train"]) - val_size)
-    images = torch.from_numpy(arrays["x_train"][train]).permute(0, 3, 1, 2)
-    labels = torch.from_numpy(arrays["y_train"][train])
+    images, labels = to_tensors(arrays["x_train"][train], arrays["y_train"][train])
     mean, std = channel_stats(images)
     rows = [
         [stat, channel, f"{ours[i]:.7f}", f"{study[i]:.7f}", f"{ours[i] - study[i]:+.7f}"]
@@ -186,9 +185,8 @@ def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -
 
 def spread(values: list[float]) -> tuple[float, float, float, float]:
     """Mean, sample standard deviation (ddof 1), min and max."""
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return mean, std, min(values), max(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), std, min(values), max(values)
 
 
 def verdict(study: float | None, values: list[float]) -> str:

@@ -25,6 +25,7 @@ from torchvision.datasets.utils import check_integrity
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 from cifar_lightning.training import augment
+from cifar_lightning.training.images import nchw
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 # The study's Table 1, computed from the training images.
@@ -126,8 +127,8 @@ def from_archive(archive: str, data_dir: str = "data") -> None:
 
 
 def to_tensors(x: np.ndarray, y: np.ndarray) -> tuple[Tensor, Tensor]:
-    """NHWC uint8 numpy -> NCHW uint8 tensor (contiguous, so a batch gather reads whole images) and int64 labels."""
-    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y).long()
+    """Images in the network's layout (:func:`images.nchw`) and int64 labels."""
+    return nchw(x), torch.from_numpy(y).long()
 
 
 def channel_stats(images: Tensor) -> tuple[list[float], list[float]]:
@@ -387,7 +388,7 @@ def print_stats(data_dir: str = "data", val_size: int = 1000) -> None:
             "there; python -m cifar_lightning data --archive FILE builds it offline)"
         )
     arrays = load_npz(Path(data_dir) / NPZ_NAME)
-    images = torch.from_numpy(arrays["x_train"][: len(arrays["x_train"]) - val_size]).permute(0, 3, 1, 2)
+    images = nchw(arrays["x_train"][: len(arrays["x_train"]) - val_size])
     mean, std = channel_stats(images)
     print(f"training split: {len(images)} images")
     print("mean:", ", ".join(f"{m:.7f}" for m in mean))

@@ -76,4 +76,10 @@ def load_images(path: str | Path) -> tuple[Tensor, list[Path], list[tuple[Path, 
             else "no files"
         )
         raise CifarError(f"nothing to classify in {path} ({found}): pass an image file or a folder of images")
-    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), files, failures
+    return nchw(np.stack(images)), files, failures
+
+
+def nchw(pixels: np.ndarray) -> torch.Tensor:
+    """uint8 images [N,H,W,C], as files and ``cifar10.npz`` hold them, in the network's layout [N,C,H,W]
+    (contiguous, so a batch gather reads whole images)."""
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
