@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -173,8 +174,8 @@ def _children(pid: int) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trained_project, how):
-    """SIGTERM to the main process (a process manager) or SIGINT to the group (Ctrl-C in a terminal) as soon as
-    LitServe has started its first process, seconds before its workers have loaded the model."""
+    """SIGTERM to the main process (a process manager) or SIGINT to the group (Ctrl-C in a terminal) once serve
+    has checked its model and started its first process, seconds before its workers have loaded the model."""
     ckpt = next((trained_project / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,16 +185,22 @@ def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trai
         args, cwd=trained_project, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
     try:
         deadline = time.monotonic() + 120
+        while not any("serving" in line for line in lines) and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)  # its model checked, serve is starting the server
         while not (family := _children(process.pid)) and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert family, "serve started no process"
+        assert family, f"serve started no process: {''.join(lines)}"
         if how == "sigterm":
             os.kill(process.pid, signal.SIGTERM)
         else:
             os.killpg(process.pid, signal.SIGINT)
-        code, out = process.wait(timeout=60), process.stdout.read()
+        code = process.wait(timeout=60)
+        time.sleep(0.5)  # the last lines through the reader
+        out = "".join(lines)
         assert code == 130 and "serve: stopped while starting, before it served" in out, out
         assert "Traceback" not in out, out
         time.sleep(2)

@@ -230,24 +230,28 @@ def serve(
     if not path.is_file():
         raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
     check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
-    print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
-    server = build_server(path, max_batch_size, batch_timeout)
     # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;
     # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19). The workers, forked
     # with these handlers, leave Ctrl-C (sent to the whole process group) to this process.
     stop = functools.partial(_interrupt, os.getpid())
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+    running = False
     try:
+        print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
+        server = build_server(path, max_batch_size, batch_timeout)
+        running = True
         server.run(host=host, port=port, generate_client_file=False)
     except KeyboardInterrupt:
         # LitServe stops its processes when interrupted while serving; while they are still starting (waiting for
         # the workers to load the model, or starting the HTTP servers) its run has not reached that shutdown
         # (LitServe 0.2.19), and they are still here.
-        if left := multiprocessing.active_children():
+        if (left := multiprocessing.active_children()) or not running:
             _stop(left)
             print("serve: stopped while starting, before it served", file=sys.stderr)
             return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     print("serve: stopped", file=sys.stderr)
     return 0
 
