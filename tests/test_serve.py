@@ -80,10 +80,9 @@ def serving(model: Path, cwd: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 @pytest.fixture
-def server(run_cli, tmp_path):
-    """A model trained for an epoch, served from its checkpoint."""
-    assert run_cli(*FIT, "--trainer.max_epochs=1") == 0
-    ckpt = next((tmp_path / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+def server(trained_project, tmp_path):
+    """The shared short run's best checkpoint, served."""
+    ckpt = next((trained_project / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
     with serving(ckpt, tmp_path) as (url, process):
         yield url, ckpt, process
 
