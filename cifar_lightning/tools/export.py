@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cifar_lightning.atomic import atomic_write, refused
+from cifar_lightning.atomic import atomic_write, writing
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
@@ -106,40 +106,39 @@ def export(
 
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:  # the exporter may write its weights beside the graph: everything stays in scratch until checked
-        raw, final = scratch / "exported.onnx", scratch / "final.onnx"
-        example = torch.from_numpy(images[:2])
-        batch = torch.export.Dim("batch")
-        torch.onnx.export(
-            model, (example,), raw, input_names=["images"], output_names=["probabilities"],
-            dynamic_shapes={"images": {0: batch}}, dynamo=True, verbose=False,
-        )  # fmt: skip
-        with torch.no_grad():
-            expected = model(torch.from_numpy(images)).numpy()
-        onnx_model = onnx.load(raw)
-        metadata = {
-            "classes": json.dumps(CLASSES),
-            "input": "uint8 [N,32,32,3] RGB pixels, as decoded from an image file",
-            "output": "float32 [N,10] class probabilities, in the order of 'classes'",
-            "checkpoint": str(path),
-            "config": Path(config).read_text(),
-        }
-        onnx.save(onnx_model, final)  # one self-contained file
-        session = onnxruntime.InferenceSession(str(final), providers=["CPUExecutionProvider"])
-        got = session.run(None, {"images": images})[0]
-        largest = float(np.abs(got - expected).max())
-        same_class = bool((got.argmax(1) == expected.argmax(1)).all())
-        print(f"check on {len(images)} validation images: largest probability difference {largest:.2e}")
-        if not same_class or largest > TOLERANCE:
-            raise CifarError(
-                f"onnxruntime disagrees with the checkpoint (largest probability difference {largest:.2e}, "
-                f"same classes: {same_class}): {target} not written"
-            )
-        val_acc = float((got.argmax(1) == labels).mean())
-        for key, value in {**metadata, "val_acc": f"{val_acc:.4f}"}.items():
-            onnx_model.metadata_props.add(key=key, value=value)
-        atomic_write(target, lambda f: f.write(onnx_model.SerializeToString()))
-    except OSError as err:  # a full disk or a folder that turned read-only, in the exporter's writes or ours
-        raise (refused(err, target) or err) from None
+        with writing(target):  # a full disk or a folder turned read-only, in the exporter's writes or ours
+            raw, final = scratch / "exported.onnx", scratch / "final.onnx"
+            example = torch.from_numpy(images[:2])
+            batch = torch.export.Dim("batch")
+            torch.onnx.export(
+                model, (example,), raw, input_names=["images"], output_names=["probabilities"],
+                dynamic_shapes={"images": {0: batch}}, dynamo=True, verbose=False,
+            )  # fmt: skip
+            with torch.no_grad():
+                expected = model(torch.from_numpy(images)).numpy()
+            onnx_model = onnx.load(raw)
+            metadata = {
+                "classes": json.dumps(CLASSES),
+                "input": "uint8 [N,32,32,3] RGB pixels, as decoded from an image file",
+                "output": "float32 [N,10] class probabilities, in the order of 'classes'",
+                "checkpoint": str(path),
+                "config": Path(config).read_text(),
+            }
+            onnx.save(onnx_model, final)  # one self-contained file
+            session = onnxruntime.InferenceSession(str(final), providers=["CPUExecutionProvider"])
+            got = session.run(None, {"images": images})[0]
+            largest = float(np.abs(got - expected).max())
+            same_class = bool((got.argmax(1) == expected.argmax(1)).all())
+            print(f"check on {len(images)} validation images: largest probability difference {largest:.2e}")
+            if not same_class or largest > TOLERANCE:
+                raise CifarError(
+                    f"onnxruntime disagrees with the checkpoint (largest probability difference {largest:.2e}, "
+                    f"same classes: {same_class}): {target} not written"
+                )
+            val_acc = float((got.argmax(1) == labels).mean())
+            for key, value in {**metadata, "val_acc": f"{val_acc:.4f}"}.items():
+                onnx_model.metadata_props.add(key=key, value=value)
+            atomic_write(target, lambda f: f.write(onnx_model.SerializeToString()))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"wrote {target} (validation accuracy {val_acc:.4f}; input uint8 [N,32,32,3], output 10 probabilities)")

@@ -231,8 +231,9 @@ def serve(
         raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
     check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
     # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;
-    # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19). The workers, forked
-    # with these handlers, leave Ctrl-C (sent to the whole process group) to this process.
+    # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19). The HTTP server
+    # processes are forked with these handlers (see _interrupt); the inference workers are spawned, and ignore
+    # Ctrl-C in ClassifierAPI.setup.
     stop = functools.partial(_interrupt, os.getpid())
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     running = False
@@ -272,8 +273,9 @@ def _stop(processes: list[multiprocessing.Process]) -> None:
 def _interrupt(main_pid: int, signum: int, frame: Any) -> None:
     if os.getpid() == main_pid:
         raise KeyboardInterrupt
-    if signum == signal.SIGINT:  # a worker: the main process, which got the same Ctrl-C, stops it
+    # a process forked from this one: the main process, which got the same Ctrl-C, stops it, and LitServe stops
+    # it with SIGTERM, which must just end it
+    if signum == signal.SIGINT:
         return
-    # LitServe stops workers with SIGTERM, which must just end them
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)
