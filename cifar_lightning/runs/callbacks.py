@@ -144,10 +144,11 @@ class TestResults(L.Callback):
 
     def __init__(self) -> None:
         self._outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._predictions: tuple[torch.Tensor, torch.Tensor] | None = None  # the test split's logits and labels
         self._lines: list[str] = []
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._outputs = []
+        self._outputs, self._predictions = [], None
 
     def on_test_batch_end(
         self,
@@ -169,6 +170,7 @@ class TestResults(L.Callback):
         from cifar_lightning.training import calibration
 
         logits, labels = (torch.cat(t) for t in zip(*self._outputs, strict=True))
+        self._outputs, self._predictions = [], (logits, labels)
         pl_module.log("test/ece", calibration.expected_calibration_error(logits, labels))
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "val_dataloader"):
@@ -195,9 +197,8 @@ class TestResults(L.Callback):
         tta = bool(getattr(pl_module, "tta", False))
         record = {"checkpoint": str(ckpt) if ckpt else None, **_what_was_tested(trainer, ckpt, run, confusion, tta)}
         record |= {**metrics, "per_class_acc": per_class_accuracy(confusion).tolist(), "confusion": confusion.tolist()}
-        outputs = self._outputs
-        if outputs and record["full"]:
-            record |= _slice_accuracy(outputs, getattr(trainer.datamodule, "val_size", VAL_SIZE))
+        if self._predictions is not None and record["full"]:
+            record |= _slice_accuracy(*self._predictions, getattr(trainer.datamodule, "val_size", VAL_SIZE))
         study_result = record["best"] and record["full"] and record["same_data_as_fit"]
         suffix = ("_tta" if tta else "") if study_result else "-" + _how_it_differs(record, ckpt)
         title = f"{run.parent.name}/{run.name}" + (" with TTA" if tta else "")
@@ -208,12 +209,11 @@ class TestResults(L.Callback):
         figure.savefig(png, format="png", dpi=100)
         image = run / f"confusion_matrix{suffix}.png"
         atomic_write(image, lambda f: f.write(png.getvalue()))
-        if outputs:
+        if self._predictions is not None:
             from cifar_lightning.runs.figures import reliability_figure
             from cifar_lightning.training.calibration import reliability
 
-            logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
-            diagram = reliability_figure(reliability(logits, labels), f"{title}: test reliability")
+            diagram = reliability_figure(reliability(*self._predictions), f"{title}: test reliability")
             png = io.BytesIO()
             diagram.savefig(png, format="png", dpi=100)
             atomic_write(run / f"reliability{suffix}.png", lambda f: f.write(png.getvalue()))
@@ -263,10 +263,9 @@ def _what_was_tested(
     }
 
 
-def _slice_accuracy(outputs: list[tuple[torch.Tensor, torch.Tensor]], size: int) -> dict[str, Any]:
+def _slice_accuracy(logits: torch.Tensor, labels: torch.Tensor, size: int) -> dict[str, Any]:
     """Accuracy on each disjoint slice of ``size`` test images, in the test set's order: how far a validation set
     of that size can put a model from its accuracy on all of them."""
-    logits, labels = (torch.cat(t) for t in zip(*outputs, strict=True))
     correct = (logits.argmax(1) == labels).float()
     slices = [correct[i : i + size].mean().item() for i in range(0, len(correct) - size + 1, size)]
     return {"slice_size": size, "slice_acc": slices}
