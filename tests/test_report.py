@@ -309,3 +309,30 @@ def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
         "85.00%",
     ]
     assert _slices_section({"model4": [Run("model4", tmp_path, {}, {}, {"test/acc": 0.8})]}) == []  # older record
+
+
+def test_the_studys_test_accuracy_is_set_against_each_runs_binomial_interval(tmp_path):
+    from cifar_lightning.runs.folders import Run
+    from cifar_lightning.tools.report import _study_test_section
+
+    def run(seed: int, acc: float, **kw) -> Run:
+        test = {"test/acc": acc, "images": 10_000}
+        return Run("model4", tmp_path / f"version_{seed}", {"seed_everything": seed}, {}, test, **kw)
+
+    def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+        centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+        return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+    capped = run(2, 0.70, deviations=["trainer.max_epochs 5 (model4.yaml: 300)"])
+    lines = _study_test_section({"model4": [run(0, 0.8450), run(1, 0.8200), capped]})
+    text = "\n".join(lines)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    low, high = wilson(0.8450, 10_000)
+    assert rows[1] == ["model4", "version_0 (seed 0)", "84.50%", "10,000", f"{100 * low:.2f}%–{100 * high:.2f}%",
+                       "83.01%", "+1.49 pp", "below the interval"]  # fmt: skip
+    low, high = wilson(0.8200, 10_000)
+    assert rows[2][4] == f"{100 * low:.2f}%–{100 * high:.2f}%" and rows[2][-1] == "above the interval"
+    assert rows[3][1:3] == ["mean of 2 seeds (t-interval)", "83.25%"] and rows[3][-1] == "inside the interval"
+    assert len(rows) == 4  # the capped run is not one of the study's
+
+    assert table_row("\n".join(_study_test_section({})), "The study's test accuracy", "model4")[1] == "not run yet"

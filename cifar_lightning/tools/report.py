@@ -388,6 +388,58 @@ def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
     ]
 
 
+def _images(test: dict[str, Any]) -> int | None:
+    """How many test images a test record's accuracy is over (records before ``images`` have the confusion)."""
+    if "images" in test:
+        return int(test["images"])
+    return sum(map(sum, test["confusion"])) if "confusion" in test else None
+
+
+def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
+    """Our test accuracy of each model the study tested, with a 95% binomial (Wilson) interval per run and a
+    t-interval over seeds, against the study's number: is it one our runs could have given?"""
+    from scipy import stats
+
+    rows = []
+    for model, study in STUDY.items():
+        if study.test_acc is None:
+            continue
+        cells = [model]
+        runs = [r for r in chosen.get(model, []) if not r.deviations and r.test and "test/acc" in r.test]
+        if not runs:
+            rows.append([*cells, "not run yet", "—", "—", "—", _pct(study.test_acc), "—", "—"])
+            continue
+        for run in runs:
+            acc, n = run.test["test/acc"], _images(run.test)
+            if n:
+                ci = stats.binomtest(round(acc * n), n).proportion_ci(0.95, method="wilson")
+                interval, where = f"{_pct(ci.low)}–{_pct(ci.high)}", _where(study.test_acc, ci.low, ci.high)
+            else:
+                interval, where = "—", "—"
+            row = [_run_cell(run, runs, runs), _pct(acc), f"{n:,}" if n else "—", interval, _pct(study.test_acc)]
+            rows.append([*cells, *row, _diff(acc, study.test_acc), where])
+        if len(runs) > 1:
+            accs = [r.test["test/acc"] for r in runs]
+            low, high = stats.ttest_1samp(accs, 0).confidence_interval(0.95)
+            mean = statistics.mean(accs)
+            over = f"mean of {len(runs)} seeds (t-interval)"
+            row = [over, _pct(mean), "—", f"{_pct(low)}–{_pct(high)}", _pct(study.test_acc)]
+            rows.append([*cells, *row, _diff(mean, study.test_acc), _where(study.test_acc, low, high)])
+    header = ["model", "run", "test acc", "images", "95% interval", "study", "difference", "the study's value"]
+    about = [
+        "The study published one test accuracy. Each run's interval is the binomial (Wilson) 95% interval of its",
+        "accuracy on that many images; over seeds, the t-interval of their mean, which also holds the spread",
+        "between seeds. Runs of other settings than the config's are left out.",
+    ]
+    return _section("The study's test accuracy against ours", about, header, rows)
+
+
+def _where(value: float, low: float, high: float) -> str:
+    if value < low:
+        return "below the interval"
+    return "above the interval" if value > high else "inside the interval"
+
+
 def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
     """The same network with one training trick more on each rung, each over its seeds."""
     rows = []
@@ -578,6 +630,7 @@ def _write_report(
         lines += _results_section(chosen, runs)
         lines += _seeds_section(chosen)
         lines += _test_section(chosen, runs)
+        lines += _study_test_section(chosen)
         lines += _claims_section(chosen)
         lines += _slices_section(chosen)
         lines += _ladder_section(chosen)
