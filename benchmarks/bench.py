@@ -62,7 +62,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def _normalized(images: torch.Tensor) -> torch.Tensor:
+def normalized(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW images as float, normalized with the CIFAR-10 mean and std."""
     mean = torch.tensor(CIFAR10_MEAN, device=images.device).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR10_STD, device=images.device).view(1, 3, 1, 1)
@@ -94,7 +94,7 @@ def plain_loop(
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-    data = _normalized(images) if normalize_once else images
+    data = normalized(images) if normalize_once else images
     order = torch.randperm(len(images), device=device)
     autocast = torch.autocast(device.type, torch.bfloat16, enabled=bf16)
     start = 0.0
@@ -104,7 +104,7 @@ def plain_loop(
                 _sync(device)
                 start = time.perf_counter()
             idx = order[(step * batch_size) % (len(images) - batch_size) :][:batch_size]
-            x = data[idx] if normalize_once else _normalized(data[idx])
+            x = data[idx] if normalize_once else normalized(data[idx])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
@@ -126,7 +126,7 @@ def independent_loop(images: torch.Tensor, labels: torch.Tensor, batch_size: int
     model = ConvNet().to(images.device).train()
     criterion = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    inputs = _normalized(images)
+    inputs = normalized(images)
     batches_per_epoch = len(inputs) // batch_size
     done, running_loss, start = 0, 0.0, 0.0
     while done < warmup + steps:
