@@ -336,3 +336,5 @@ def test_the_studys_test_accuracy_is_set_against_each_runs_binomial_interval(tmp
     assert len(rows) == 4  # the capped run is not one of the study's
 
     assert table_row("\n".join(_study_test_section({})), "The study's test accuracy", "model4")[1] == "not run yet"
+    only_capped = table_row("\n".join(_study_test_section({"model4": [capped]})), "The study's test accuracy", "model4")
+    assert only_capped[1] == "none tested with the config's own settings"

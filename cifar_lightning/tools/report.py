@@ -407,7 +407,8 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         cells = [model]
         runs = [r for r in chosen.get(model, []) if not r.deviations and r.test and "test/acc" in r.test]
         if not runs:
-            rows.append([*cells, "not run yet", "—", "—", "—", _pct(study.test_acc), "—", "—"])
+            why = "none tested with the config's own settings" if chosen.get(model) else "not run yet"
+            rows.append([*cells, why, "—", "—", "—", _pct(study.test_acc), "—", "—"])
             continue
         for run in runs:
             acc, n = run.test["test/acc"], _images(run.test)
