@@ -152,6 +152,50 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
     return _section("Hyperparameters", [], header, rows)
 
 
+def _ours_cell(seeds: list[Run], measured: list[Run], model: StudyModel) -> str:
+    """Best validation accuracy and test accuracy of a model's runs with its config's own settings, in a few words."""
+    bests = _best_vals(seeds)
+    if seeds and not bests:
+        return "no run with the config's own settings (runs of others only)"
+    if not bests:
+        estimate = estimate_hours(model, measured)
+        return "not run yet" + (f" (about {estimate[0]:.1f} h at the speed of the runs here)" if estimate else "")
+    tests = [r.test for r in seeds if not r.deviations and r.test and "test/acc" in r.test]
+    if len(bests) > 1:
+        _, _, low, high = spread(bests)
+        cell = f"{_mean_std(bests)}% ({len(bests)} seeds, {100 * low:.2f}–{100 * high:.2f}%)"
+    else:
+        cell = f"{_pct(bests[0])} (1 seed)"
+    accs = [t["test/acc"] for t in tests]
+    if len(accs) > 1:
+        return f"{cell}; test {_mean_std(accs)}%"
+    if accs and (n := _images(tests[0])):
+        low, high = _wilson(accs[0], n)
+        return f"{cell}; test {_pct(accs[0])} (95% interval {_pct(low)}–{_pct(high)})"
+    return f"{cell}; not tested" if not accs else f"{cell}; test {_pct(accs[0])}"
+
+
+def _study_table_section(chosen: dict[str, list[Run]]) -> list[str]:
+    """The study's table with ours beside it: the README's copy of it is this section's table."""
+    measured = [r for seeds in chosen.values() for r in seeds if r.complete]
+    rows = []
+    for model, study in STUDY.items():
+        published = f"{100 * study.best_val_acc:.1f}% ({study.val_loss:.4f}, {study.best_epoch})"
+        if study.test_acc is not None:
+            published += f"; test {_pct(study.test_acc)}"
+        lr = f"{study.lr:.0e}".replace("e-0", "e-")
+        dropout = "none" if study.dropout == 0 else f"{study.dropout:g}"
+        hyper = [study.epochs, study.batch_size, f"{study.momentum:g}", lr, dropout]
+        rows.append([model, *hyper, published, _ours_cell(chosen.get(model, []), measured, study)])
+    header = ["config", "epochs", "batch", "momentum", "lr", "dropout", "study's best val acc (loss, epoch)"]
+    about = [
+        "Ours: best validation accuracy of the runs with the config's own settings (mean ± sample std over seeds,",
+        "and their range), and the test accuracy of their best checkpoints; with one tested run, its binomial",
+        "95% interval over the test images.",
+    ]
+    return _section("The study's table, reproduced", about, [*header, "reproduced here: best val acc; test acc"], rows)
+
+
 def _results_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> list[str]:
     rows = []
     for model, seeds in chosen.items():
@@ -413,8 +457,8 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         for run in runs:
             acc, n = run.test["test/acc"], _images(run.test)
             if n:
-                ci = stats.binomtest(round(acc * n), n).proportion_ci(0.95, method="wilson")
-                interval, where = f"{_pct(ci.low)}–{_pct(ci.high)}", _where(study.test_acc, ci.low, ci.high)
+                low, high = _wilson(acc, n)
+                interval, where = f"{_pct(low)}–{_pct(high)}", _where(study.test_acc, low, high)
             else:
                 interval, where = "—", "—"
             row = [_run_cell(run, runs, runs), _pct(acc), f"{n:,}" if n else "—", interval, _pct(study.test_acc)]
@@ -433,6 +477,14 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         "between seeds. Runs of other settings than the config's are left out.",
     ]
     return _section("The study's test accuracy against ours", about, header, rows)
+
+
+def _wilson(acc: float, images: int) -> tuple[float, float]:
+    """The binomial (Wilson) 95% interval of an accuracy over ``images`` images."""
+    from scipy import stats
+
+    ci = stats.binomtest(round(acc * images), images).proportion_ci(0.95, method="wilson")
+    return ci.low, ci.high
 
 
 def _where(value: float, low: float, high: float) -> str:
@@ -628,6 +680,7 @@ def _write_report(
         lines += [f"Written by `python -m cifar_lightning report` from the runs under `{log_dir}/`.", ""]
         lines += _normalization_section(Path(data_dir) if data_dir else _data_dir(chosen), val_size, staging)
         lines += _hyperparameter_section(chosen)
+        lines += _study_table_section(chosen)
         lines += _results_section(chosen, runs)
         lines += _seeds_section(chosen)
         lines += _test_section(chosen, runs)
