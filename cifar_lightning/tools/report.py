@@ -160,19 +160,21 @@ def _ours_cell(seeds: list[Run], measured: list[Run], model: StudyModel) -> str:
     if not bests:
         estimate = estimate_hours(model, measured)
         return "not run yet" + (f" (about {estimate[0]:.1f} h at the speed of the runs here)" if estimate else "")
-    tests = [r.test for r in seeds if not r.deviations and r.test and "test/acc" in r.test]
     if len(bests) > 1:
         _, _, low, high = spread(bests)
         cell = f"{_mean_std(bests)}% ({len(bests)} seeds, {100 * low:.2f}–{100 * high:.2f}%)"
     else:
         cell = f"{_pct(bests[0])} (1 seed)"
-    accs = [t["test/acc"] for t in tests]
-    if len(accs) > 1:
-        return f"{cell}; test {_mean_std(accs)}%"
-    if accs and (n := _images(tests[0])):
-        low, high = _wilson(accs[0], n)
-        return f"{cell}; test {_pct(accs[0])} (95% interval {_pct(low)}–{_pct(high)})"
-    return f"{cell}; not tested" if not accs else f"{cell}; test {_pct(accs[0])}"
+    tests = [r.test for r in _tested(seeds)]
+    if not tests:
+        return f"{cell}; not tested"
+    if len(tests) > 1:
+        return f"{cell}; test {_mean_std([t['test/acc'] for t in tests])}%"
+    acc, n = tests[0]["test/acc"], _images(tests[0])
+    if not n:
+        return f"{cell}; test {_pct(acc)}"
+    low, high = _wilson(acc, n)
+    return f"{cell}; test {_pct(acc)} (95% interval {_pct(low)}–{_pct(high)})"
 
 
 def _study_table_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -335,6 +337,11 @@ CLAIMS = (
 )
 
 
+def _tested(seeds: list[Run]) -> list[Run]:
+    """The runs with the config's own settings whose study result (a full test of the best checkpoint) is there."""
+    return [r for r in seeds if not r.deviations and r.test and "test/acc" in r.test]
+
+
 def _best_vals(seeds: list[Run]) -> list[float]:
     """Best validation accuracy of each seed's run of the config's own settings."""
     return [b[0] for r in seeds if not r.deviations and (b := r.best()) is not None]
@@ -412,11 +419,7 @@ def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
         "test − best val",
         _diff(study.test_acc, study.best_val_acc),
     ]
-    gaps = [
-        r.test["test/acc"] - b[0]
-        for r in chosen.get(best, [])
-        if not r.deviations and r.test and "test/acc" in r.test and (b := r.best()) is not None
-    ]
+    gaps = [r.test["test/acc"] - b[0] for r in _tested(chosen.get(best, [])) if (b := r.best()) is not None]
     if not gaps:
         return [*cells, "—", "—", "—", f"not run yet: {best} (tested)"]
     if len(gaps) < 2:
@@ -449,7 +452,7 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         if study.test_acc is None:
             continue
         cells = [model]
-        runs = [r for r in chosen.get(model, []) if not r.deviations and r.test and "test/acc" in r.test]
+        runs = _tested(chosen.get(model, []))
         if not runs:
             why = "none tested with the config's own settings" if chosen.get(model) else "not run yet"
             rows.append([*cells, why, "—", "—", "—", _pct(study.test_acc), "—", "—"])
