@@ -159,10 +159,15 @@ def plain_loop_process(data_dir: str, batch_size: int, steps: int, warmup: int, 
 def _plain_script(data_dir: str, batch_size: int, steps: int, warmup: int, variant: dict[str, Any]) -> None:
     if variant.pop("keep_freed_memory", False):
         keep_freed_memory()
+    images, labels = training_split(data_dir)
+    print(1000 * batch_size / plain_loop(images, labels, batch_size, steps, warmup, **variant))
+
+
+def training_split(data_dir: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training split of ``data_dir/cifar10.npz`` as fit has it (the validation images left out)."""
     npz = load_npz(Path(data_dir) / "cifar10.npz")
     n = len(npz["x_train"]) - VAL_SIZE
-    images, labels = to_tensors(npz["x_train"][:n], npz["y_train"][:n])
-    print(1000 * batch_size / plain_loop(images, labels, batch_size, steps, warmup, **variant))
+    return to_tensors(npz["x_train"][:n], npz["y_train"][:n])
 
 
 # The two ways to get a normalized batch; which is faster depends on the CPU (BENCHMARKS.md), so the baseline is

@@ -12,13 +12,11 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench import normalized
+from bench import normalized, training_split
 
-from cifar_lightning.training.data import VAL_SIZE, load_npz, to_tensors
 from cifar_lightning.training.malloc import keep_freed_memory
 from cifar_lightning.training.network import ConvNet
 
@@ -37,10 +35,8 @@ def step_process(data_dir: str, option: str, steps: int, warmup: int) -> dict[st
 def _one(data_dir: str, option: str, steps: int, warmup: int) -> None:
     torch.set_num_threads(1)
     keep_freed_memory()  # as the command line does
-    npz = load_npz(Path(data_dir) / "cifar10.npz")
-    n = len(npz["x_train"]) - VAL_SIZE
-    images, labels = to_tensors(npz["x_train"][:n], npz["y_train"][:n])
-    data = normalized(images)
+    images, labels = training_split(data_dir)
+    data, n = normalized(images), len(images)
     torch.manual_seed(0)
     net = ConvNet(dropout=0.5)
     layout = torch.channels_last if option == "channels_last" else torch.contiguous_format
