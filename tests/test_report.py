@@ -4,6 +4,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,22 @@ from helpers import QUIET, data_args, make_project, scalars, table_row
 from PIL import Image
 
 from cifar_lightning.__main__ import main as package_main
+from cifar_lightning.runs.folders import Run
 from cifar_lightning.tools.report import LADDER, STUDY, write_report
+
+ONE_EPOCH = {"trainer": {"max_epochs": 1}}  # a run's config: with one logged epoch end, the run is complete
+
+
+def interrupted(model: str, folder: Path, val: float, test: float | None = None) -> Run:
+    """A run of the config's own settings (300 epochs) stopped after two, tested or not."""
+    scalars = {
+        "val/acc": [(9, val), (19, val)],
+        "val/loss": [(9, 1.0), (19, 1.0)],
+        "train/loss_epoch": [(9, 1), (19, 1)],
+    }
+    record = {"test/acc": test, "images": 10_000} if test else None
+    return Run(model, folder / f"{model}-interrupted", {"trainer": {"max_epochs": 300}}, scalars, record)
+
 
 QUICK = ["--trainer.max_epochs=2", "--trainer.limit_train_batches=5", "--trainer.log_every_n_steps=2"]
 
@@ -74,8 +90,9 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
     test = json.loads((run / "test_results.json").read_text())
     row = table_row(report, "Test accuracy", "model1")
     assert row[1] == "version_1 (of 3)"
-    assert row[2] == f"{100 * test['test/acc']:.2f}%" and row[3] == f"{test['test/loss']:.4f}"
-    assert table_row(report, "Test accuracy", "model2")[2] == "not tested"
+    assert row[2].startswith("other settings: ") and "trainer.max_epochs 2 (model1.yaml: 20)" in row[2]
+    assert row[3] == f"{100 * test['test/acc']:.2f}%" and row[4] == f"{test['test/loss']:.4f}"
+    assert table_row(report, "Test accuracy", "model2")[3] == "not tested"
     assert "## Across seeds" not in report  # one seed per model: no spread to report
 
     assert table_row(report, "Hyperparameters", "model2") == [
@@ -205,13 +222,12 @@ def test_the_readme_study_table_is_the_reports():
 
 
 def test_the_study_table_gives_each_model_its_runs_in_a_few_words(tmp_path):
-    from cifar_lightning.runs.folders import Run
     from cifar_lightning.tools.report import _study_table_section
 
     def run(model: str, seed: int, val: float, test: float | None) -> Run:
         record = {"test/acc": test, "images": 10_000} if test else None
-        scalars = {"val/acc": [(9, val)], "val/loss": [(9, 1.0)]}
-        return Run(model, tmp_path / f"{model}-{seed}", {"seed_everything": seed}, scalars, record)
+        scalars = {"val/acc": [(9, val)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}
+        return Run(model, tmp_path / f"{model}-{seed}", {"seed_everything": seed, **ONE_EPOCH}, scalars, record)
 
     chosen = {
         "model1": [run("model1", 0, 0.72, 0.70), run("model1", 1, 0.74, 0.71)],
@@ -233,10 +249,11 @@ def test_the_study_table_gives_each_model_its_runs_in_a_few_words(tmp_path):
         table_row(text, "The study's table", "model6")[-1]
         == "no run with the config's own settings (runs of others only)"
     )
+    text = "\n".join(_study_table_section({"model4": [interrupted("model4", tmp_path, 0.82, test=0.81)]}))
+    assert table_row(text, "The study's table", "model4")[-1] == "not finished (2 of 300 epochs)"  # no number
 
 
 def test_not_run_estimates_charge_validation_per_epoch_not_per_training_image(tmp_path):
-    from cifar_lightning.runs.folders import Run
     from cifar_lightning.tools.report import estimate_hours
 
     def run(batch: int, steps: int, step_s: float, validation_s: float, name: str = "x") -> Run:
@@ -291,11 +308,10 @@ def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, d
 def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     from scipy.stats import t
 
-    from cifar_lightning.runs.folders import Run
     from cifar_lightning.tools.report import _claims_section
 
     def seeds(model: str, accs: list[float], **kw) -> list[Run]:
-        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i}, {
+        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
             "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None, **kw)
             for i, acc in enumerate(accs)]  # fmt: skip
 
@@ -306,10 +322,11 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
         "model5": seeds("model5", [0.83, 0.84, 0.85]),  # above model2: the study's "under" is reversed
         "model7": seeds("model7", [0.7]),
         "model7b": seeds("model7b", [0.8, 0.9], deviations=["trainer.max_epochs 5 (model7b.yaml: 300)"]),
+        "model6": [interrupted("model6", tmp_path, 0.99)],
     }
     lines = _claims_section(chosen)
     claims = ["dropout 0.5 over none", "dropout 0.2 under 0.5", "300 epochs over model7's 50"]
-    claims.append("model4 is the best of the study's models")
+    claims += ["model4 is the best of the study's models", "dropout 0.8 underfits: model6 under model2"]
     rows = {claim: table_row("\n".join(lines), "The study's claims", claim) for claim in claims}
 
     first = rows["dropout 0.5 over none"]
@@ -320,12 +337,13 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     assert first[2:] == ["+7.60 pp", f"{100 * mean:+.2f} pp", "4 / 3", f"{100 * (mean - half):+.2f} to "
                          f"{100 * (mean + half):+.2f}", "holds"]  # fmt: skip
     assert rows["dropout 0.2 under 0.5"][-1] == "reversed"
-    assert rows["300 epochs over model7's 50"][-1] == "not run yet: model7b"  # capped runs are not the study's
-    assert rows["model4 is the best of the study's models"][-1] == "not run yet: model4"
+    capped = "model7b no run with the config's own settings (runs of others only)"
+    assert rows["300 epochs over model7's 50"][-1] == capped  # capped runs are not the study's
+    assert rows["dropout 0.8 underfits: model6 under model2"][-1] == "model6 not finished (2 of 300 epochs)"
+    assert rows["model4 is the best of the study's models"][-1] == "model4 not run yet"
 
 
 def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
-    from cifar_lightning.runs.folders import Run
     from cifar_lightning.tools.report import _slices_section
 
     slices = [0.80, 0.84, 0.82, 0.78]
@@ -343,19 +361,20 @@ def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
 
 
 def test_the_studys_test_accuracy_is_set_against_each_runs_binomial_interval(tmp_path):
-    from cifar_lightning.runs.folders import Run
     from cifar_lightning.tools.report import _study_test_section
 
     def run(seed: int, acc: float, **kw) -> Run:
         test = {"test/acc": acc, "images": 10_000}
-        return Run("model4", tmp_path / f"version_{seed}", {"seed_everything": seed}, {}, test, **kw)
+        epochs = {"train/loss_epoch": [(9, 1.0)]}
+        return Run("model4", tmp_path / f"version_{seed}", {"seed_everything": seed, **ONE_EPOCH}, epochs, test, **kw)
 
     def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
         centre, half = p + z * z / (2 * n), z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
         return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
 
     capped = run(2, 0.70, deviations=["trainer.max_epochs 5 (model4.yaml: 300)"])
-    lines = _study_test_section({"model4": [run(0, 0.8450), run(1, 0.8200), capped]})
+    unfinished = interrupted("model4", tmp_path, 0.80, test=0.79)
+    lines = _study_test_section({"model4": [run(0, 0.8450), run(1, 0.8200), capped, unfinished]})
     text = "\n".join(lines)
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
     low, high = wilson(0.8450, 10_000)
@@ -364,8 +383,50 @@ def test_the_studys_test_accuracy_is_set_against_each_runs_binomial_interval(tmp
     low, high = wilson(0.8200, 10_000)
     assert rows[2][4] == f"{100 * low:.2f}%–{100 * high:.2f}%" and rows[2][-1] == "above the interval"
     assert rows[3][1:3] == ["mean of 2 seeds (t-interval)", "83.25%"] and rows[3][-1] == "inside the interval"
-    assert len(rows) == 4  # the capped run is not one of the study's
+    assert len(rows) == 4  # the capped run and the unfinished one are not the study's
 
     assert table_row("\n".join(_study_test_section({})), "The study's test accuracy", "model4")[1] == "not run yet"
     only_capped = table_row("\n".join(_study_test_section({"model4": [capped]})), "The study's test accuracy", "model4")
-    assert only_capped[1] == "none tested with the config's own settings"
+    assert only_capped[1] == "no run with the config's own settings (runs of others only)"
+    untested = replace(run(0, 0.8), test=None, scalars={"train/loss_epoch": [(9, 1.0)], "val/acc": [(9, 0.8)]})
+    row = table_row("\n".join(_study_test_section({"model4": [untested]})), "The study's test accuracy", "model4")
+    assert row[1] == "not tested"
+
+
+def test_runs_of_other_settings_are_shown_as_what_they_are_and_never_set_against_the_study(tmp_path):
+    from cifar_lightning.tools.report import _seeds_section, _test_section
+
+    def seeds(accs: list[float], max_epochs: int = 1, **kw) -> list[Run]:
+        return [Run("model4", tmp_path / f"version_{i}", {"seed_everything": i, "trainer": {"max_epochs": max_epochs}},
+                    {"val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]},
+                    {"test/acc": acc - 0.01, "test/loss": 1.0, "checkpoint": "best.ckpt"}, **kw)
+                for i, acc in enumerate(accs)]  # fmt: skip
+
+    capped = seeds([0.45, 0.46], deviations=["trainer.max_epochs 1 (model4.yaml: 300)"])
+    faithful = seeds([0.84, 0.86])
+    for runs, status, study in ((capped, "other settings: trainer.max_epochs 1 (model4.yaml: 300)", False),
+                                (faithful, "complete", True)):  # fmt: skip
+        text = "\n".join(_seeds_section({"model4": runs}) + _test_section({"model4": runs}, {"model4": runs}))
+        across = table_row(text, "Across seeds", "model4")
+        assert across[6:8] == (["85.90%", "inside the seeds' range"] if study else ["—", f"not compared: {status}"])
+        assert across[-1] == ("83.01%" if study else "—")
+        tested = table_row(text, "Test accuracy", "model4")
+        assert tested[2] == status
+        assert tested[5:7] == (["83.01%", f"{83 - 83.01:+.2f} pp"] if study else ["—", "—"])
+
+    # one seed stopped early: its runs are not a result, and a lone finished seed has no spread to show
+    assert _seeds_section({"model4": [faithful[0], seeds([0.9], max_epochs=300)[0]]}) == []
+
+
+def test_a_ladder_rung_says_how_far_a_stopped_run_got(tmp_path):
+    from cifar_lightning.tools.report import _ladder_section
+
+    def run(seed: int, epochs_done: int) -> Run:
+        ends = [(10 * e + 9, 1.0) for e in range(epochs_done)]
+        test = {"test/acc": 0.5, "test/loss": 1.0}
+        config = {"seed_everything": seed, "trainer": {"max_epochs": 5}}
+        return Run("model4", tmp_path / f"version_{seed}", config, {"train/loss_epoch": ends, "val/acc": ends}, test)
+
+    assert LADDER[0].config == "model4"
+    row = table_row("\n".join(_ladder_section({"model4": [run(0, 5), run(1, 2)]})), "Ablation ladder", LADDER[0].adds)
+    assert row[1:4] == ["`model4`", "2 of 5, 5", "2"]

@@ -85,7 +85,9 @@ def test_a_stopped_study_continues_with_the_same_command(study, tmp_path, monkey
         assert row[1] == "2"
         assert row[2] == f"{100 * statistics.mean(accs):.2f} ± {100 * statistics.stdev(accs):.2f}%"
         assert row[3] == f"{100 * min(accs):.2f}–{100 * max(accs):.2f}%"
-        assert row[7] == verdict(STUDY[model].best_val_acc, accs)
+        # capped runs: their spread is shown, and not set against the study's value
+        assert row[6] == "—" and row[7].startswith("not compared: other settings: ")
+        assert f"trainer.max_epochs 2 ({model}.yaml: {STUDY[model].epochs})" in row[7]
     assert table_row(report, "Best validation accuracy", "model1")[1] == "version_0 (seed 0)"
     assert "| mean | red |" in report  # the data folder was read from the runs' config.yaml
 

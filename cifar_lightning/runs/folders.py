@@ -142,6 +142,12 @@ class Run:
         return self.max_epochs is not None and self.epochs_done >= self.max_epochs
 
     @property
+    def faithful(self) -> bool:
+        """Complete and with its experiment's own settings: the only kind of run that stands for a config's result
+        (any other is shown with its status, and never set against the study)."""
+        return self.complete and not self.deviations
+
+    @property
     def status(self) -> str:
         parts = [] if self.complete else [f"interrupted after {self.epochs_done} of {self.max_epochs} epochs"]
         if self.deviations:

@@ -155,11 +155,11 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
 def _ours_cell(seeds: list[Run], measured: list[Run], model: StudyModel) -> str:
     """Best validation accuracy and test accuracy of a model's runs with its config's own settings, in a few words."""
     bests = _best_vals(seeds)
-    if seeds and not bests:
-        return "no run with the config's own settings (runs of others only)"
-    if not bests:
+    if not seeds:
         estimate = estimate_hours(model, measured)
         return "not run yet" + (f" (about {estimate[0]:.1f} h at the speed of the runs here)" if estimate else "")
+    if not bests:
+        return _no_result(seeds)
     if len(bests) > 1:
         _, _, low, high = spread(bests)
         cell = f"{_mean_std(bests)}% ({len(bests)} seeds, {100 * low:.2f}–{100 * high:.2f}%)"
@@ -261,17 +261,22 @@ def _mean_std_each(values: list[float]) -> str:
 
 
 def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
-    """Models run with several seeds: the spread of their best validation accuracy and test accuracy."""
+    """Models run with several seeds: the spread of their best validation accuracy and test accuracy. Only
+    faithful runs are set against the study; a model without them shows its other runs' spread and what they
+    are instead."""
     rows = []
     for model, seeds in chosen.items():
-        bests = [b for r in seeds if (b := r.best()) is not None]
+        faithful = [r for r in seeds if r.faithful]
+        group = faithful or seeds
+        bests = [b for r in group if (b := r.best()) is not None]
         if len(bests) < 2:
             continue
         accs = [b[0] for b in bests]
         _, _, low, high = spread(accs)
-        study = STUDY.get(model)
-        tests = [r.test["test/acc"] for r in seeds if r.test and "test/acc" in r.test]
+        study = STUDY.get(model) if faithful else None
+        tests = [r.test["test/acc"] for r in group if r.test and "test/acc" in r.test]
         test_cell = _mean_std_each(tests) if tests else "—"
+        where = verdict(study.best_val_acc if study else None, accs) if faithful else f"not compared: {group[0].status}"
         rows.append(
             [
                 model,
@@ -281,7 +286,7 @@ def _seeds_section(chosen: dict[str, list[Run]]) -> list[str]:
                 ", ".join(str(b[2]) for b in bests),
                 ", ".join(f"{b[1]:.4f}" for b in bests),
                 _pct(study.best_val_acc) if study else "—",
-                verdict(study.best_val_acc if study else None, accs),
+                where,
                 test_cell,
                 _pct(study.test_acc) if study and study.test_acc else "—",
             ]
@@ -338,13 +343,23 @@ CLAIMS = (
 
 
 def _tested(seeds: list[Run]) -> list[Run]:
-    """The runs with the config's own settings whose study result (a full test of the best checkpoint) is there."""
-    return [r for r in seeds if not r.deviations and r.test and "test/acc" in r.test]
+    """The faithful runs whose test result (a full test of the best checkpoint) is there."""
+    return [r for r in seeds if r.faithful and r.test and "test/acc" in r.test]
 
 
 def _best_vals(seeds: list[Run]) -> list[float]:
-    """Best validation accuracy of each seed's run of the config's own settings."""
-    return [b[0] for r in seeds if not r.deviations and (b := r.best()) is not None]
+    """Best validation accuracy of each seed's faithful run (complete, with the config's own settings)."""
+    return [b[0] for r in seeds if r.faithful and (b := r.best()) is not None]
+
+
+def _no_result(seeds: list[Run]) -> str:
+    """Why a model's runs give no result to set against the study (when no seed has a faithful run)."""
+    if not seeds:
+        return "not run yet"
+    own = [r for r in seeds if not r.deviations]
+    if own:
+        return "not finished (" + ", ".join(f"{r.epochs_done} of {r.max_epochs} epochs" for r in own) + ")"
+    return "no run with the config's own settings (runs of others only)"
 
 
 def _interval_verdict(study: float, low: float, high: float) -> str:
@@ -365,7 +380,7 @@ def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
         missing = [m for m in (a, b) if not ours[m]]
         cells = [what, f"{a} − {b}", _diff(study, 0)]
         if missing:
-            rows.append([*cells, "—", "—", "—", "not run yet: " + ", ".join(missing)])
+            rows.append([*cells, "—", "—", "—", "; ".join(f"{m} {_no_result(chosen.get(m, []))}" for m in missing)])
             continue
         mean = statistics.mean(ours[a]) - statistics.mean(ours[b])
         seeds = f"{len(ours[a])} / {len(ours[b])}"
@@ -393,12 +408,17 @@ def _claims_section(chosen: dict[str, list[Run]]) -> list[str]:
     return _section("The study's claims, tested", about, header, rows)
 
 
+def _study_means(chosen: dict[str, list[Run]]) -> dict[str, float]:
+    """Each study model's mean best validation accuracy over its faithful runs (models without them left out)."""
+    return {m: statistics.fmean(bests) for m in STUDY if (bests := _best_vals(chosen.get(m, [])))}
+
+
 def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
-    means = {m: statistics.mean(v) for m in STUDY if (v := _best_vals(chosen.get(m, [])))}
+    means = _study_means(chosen)
     best = STUDY_BEST
     cells = [f"{best} is the best of the study's models", f"{best} against the rest", _pct(STUDY[best].best_val_acc)]
     if best not in means:
-        return [*cells, "—", "—", "—", f"not run yet: {best}"]
+        return [*cells, "—", "—", "—", f"{best} {_no_result(chosen.get(best, []))}"]
     top = max(means, key=means.__getitem__)
     missing = [m for m in STUDY if m not in means]
     verdict = ("holds" if top == best else f"reversed: {top} is higher") + (
@@ -419,9 +439,10 @@ def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
         "test − best val",
         _diff(study.test_acc, study.best_val_acc),
     ]
-    gaps = [r.test["test/acc"] - b[0] for r in _tested(chosen.get(best, [])) if (b := r.best()) is not None]
+    seeds = chosen.get(best, [])
+    gaps = [r.test["test/acc"] - b[0] for r in _tested(seeds) if (b := r.best()) is not None]
     if not gaps:
-        return [*cells, "—", "—", "—", f"not run yet: {best} (tested)"]
+        return [*cells, "—", "—", "—", f"{best} " + ("not tested" if _best_vals(seeds) else _no_result(seeds))]
     if len(gaps) < 2:
         return [*cells, _diff(gaps[0], 0), "1", "—", "not decided: one seed"]
     low, high = stats.ttest_1samp(gaps, 0).confidence_interval(0.95)
@@ -452,9 +473,10 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         if study.test_acc is None:
             continue
         cells = [model]
-        runs = _tested(chosen.get(model, []))
+        seeds = chosen.get(model, [])
+        runs = _tested(seeds)
         if not runs:
-            why = "none tested with the config's own settings" if chosen.get(model) else "not run yet"
+            why = "not tested" if _best_vals(seeds) else _no_result(seeds)
             rows.append([*cells, why, "—", "—", "—", _pct(study.test_acc), "—", "—"])
             continue
         for run in runs:
@@ -504,7 +526,7 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
         tests = [t for r in seeds if (t := r.test_tta if rung.tta else r.test) and "test/acc" in t]
         if not tests:
             continue
-        epochs = sorted({r.max_epochs for r in seeds})
+        epochs = sorted({str(r.max_epochs) if r.complete else f"{r.epochs_done} of {r.max_epochs}" for r in seeds})
         bests = [b[0] for r in seeds if (b := r.best()) is not None]
         accs = [t["test/acc"] for t in tests]
         ece, scaled = ([t[k] for t in tests if k in t] for k in ("test/ece", "test/ece_temperature_scaled"))
@@ -512,7 +534,7 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
             [
                 rung.adds,
                 f"`{rung.config}`" + (" tested with `--model.tta true`" if rung.tta else ""),
-                ", ".join(map(str, epochs)),
+                ", ".join(epochs),
                 len(tests),
                 _mean_std_each(accs),
                 _mean_std(ece, 1, 4),
@@ -525,7 +547,7 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
         "Each rung is the one above plus one change; the network (890,410 parameters) is the same throughout. Test",
         "accuracy and expected calibration error (15 bins) of each seed's best checkpoint, mean ± sample standard",
         "deviation over the seeds; the epochs column is the training length of these runs (a run capped below its",
-        "config's length has a schedule compressed to it).",
+        'config\'s length has a schedule compressed to it; "2 of 5": a run stopped before its end).',
     ]
     return _section(
         "Ablation ladder: the study's network, one trick more per rung", about, [*header, "best val acc"], rows
@@ -536,39 +558,37 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
     rows, untested = [], []
     for model, seeds in chosen.items():
         study = STUDY.get(model)
-        s_acc = study.test_acc if study else None
         for run in seeds:
+            cells = [model, _run_cell(run, seeds, runs[model]), run.status]
             if run.test is None:
                 untested.append(model if len(seeds) == 1 else f"{model} (seed {run.seed})")
-                rows.append([model, _run_cell(run, seeds, runs[model]), "not tested", "—", "—", "—", "—", "—", "—"])
+                rows.append([*cells, "not tested", "—", "—", "—", "—", "—", "—"])
                 continue
+            s_acc = study.test_acc if study and run.faithful else None
             acc, loss = run.test.get("test/acc"), run.test.get("test/loss")
             checkpoint = Path(run.test.get("checkpoint") or "").name
             ece, scaled = (run.test.get(k) for k in ("test/ece", "test/ece_temperature_scaled"))
             calibration = ["—" if v is None else f"{v:.4f}" for v in (ece, scaled)]
-            cells = [_pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), *calibration, f"`{checkpoint}`"]
-            rows.append([model, _run_cell(run, seeds, runs[model]), *cells])
+            measured = [_pct(acc), f"{loss:.4f}", _pct(s_acc), _diff(acc, s_acc), *calibration, f"`{checkpoint}`"]
+            rows.append([*cells, *measured])
     lines = ["## Test accuracy (10,000 test images)", ""]
-    header = ["model", "run", "test acc", "test loss", "study", "difference", "ECE", "ECE, temperature-scaled"]
-    lines += table([*header, "checkpoint"], rows)
+    header = ["model", "run", "status", "test acc", "test loss", "study", "difference"]
+    lines += table([*header, "ECE", "ECE, temperature-scaled", "checkpoint"], rows)
     lines += ["", "ECE: expected calibration error over 15 confidence bins; temperature scaling is fitted on the "]
-    lines[-1] += "validation split only (— : tested before the package measured calibration)."
+    lines[-1] += "validation split only (— : tested before the package measured calibration). Only complete runs of "
+    lines[-1] += "the config's own settings are set against the study."
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    scored = {  # only runs of the study's own settings compete
-        m: spread(accs)[0]
-        for m, seeds in chosen.items()
-        if m in STUDY and (accs := [b[0] for r in seeds if not r.deviations and (b := r.best()) is not None])
-    }
-    if scored:
-        top = max(scored, key=scored.__getitem__)
-        tests = [r.test["test/acc"] for r in chosen[top] if r.test and "test/acc" in r.test]
+    means = _study_means(chosen)
+    if means:
+        top = max(means, key=means.__getitem__)
+        tests = [r.test["test/acc"] for r in _tested(chosen[top])]
         test = _pct(spread(tests)[0]) if tests else "not tested"
-        mean_text = " (mean over seeds)" if len(chosen[top]) > 1 else ""
+        mean_text = " (mean over seeds)" if len(_best_vals(chosen[top])) > 1 else ""
         lines += [
             "",
-            f"Best validation accuracy among the study's models: **{top}** ({_pct(scored[top])}{mean_text}); its "
+            f"Best validation accuracy among the study's models: **{top}** ({_pct(means[top])}{mean_text}); its "
             f"test accuracy: **{test}**. The study's: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
             f"test accuracy {_pct(STUDY[STUDY_BEST].test_acc)}.",
         ]
