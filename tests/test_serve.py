@@ -170,22 +170,20 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
-def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trained_project, how):
-    """SIGTERM to the main process (a process manager) or SIGINT to the group (Ctrl-C in a terminal) once serve
-    has checked its model and started its first process, seconds before its workers have loaded the model."""
-    ckpt = next((trained_project / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+def _signal_while_starting(project: Path, ckpt: Path, how: str) -> tuple[int, str]:
+    """Start serve, signal it as soon as it has started its first process, and return its status and output once
+    nothing of its process group is left."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "cifar_lightning", "serve", f"--model={ckpt}", f"--port={port}"]
     process = subprocess.Popen(
-        args, cwd=trained_project, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        args, cwd=project, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True).start()
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 120
         while not any("serving" in line for line in lines) and process.poll() is None and time.monotonic() < deadline:
@@ -198,16 +196,33 @@ def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trai
         else:
             os.killpg(process.pid, signal.SIGINT)
         code = process.wait(timeout=60)
-        time.sleep(0.5)  # the last lines through the reader
-        out = "".join(lines)
-        assert code == 130 and "serve: stopped while starting, before it served" in out, out
-        assert "Traceback" not in out, out
-        time.sleep(2)
-        with pytest.raises(ProcessLookupError):  # nothing of its group is left, workers and manager included
-            os.killpg(process.pid, 0)
+        left = time.monotonic() + 30
+        with contextlib.suppress(ProcessLookupError):  # nothing of its group is left, workers and manager included
+            while time.monotonic() < left:
+                os.killpg(process.pid, 0)
+                time.sleep(0.1)
+            pytest.fail(f"processes of serve's group are still there 30 s after it ended: {_children(process.pid)}")
+        reader.join(timeout=10)  # its last lines
+        return code, "".join(lines)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
+def test_a_signal_while_starting_stops_every_process_with_a_non_zero_status(trained_project, how):
+    """SIGTERM to the main process (a process manager) or SIGINT to the group (Ctrl-C in a terminal) once serve
+    has checked its model and started its first process, seconds before its workers have loaded the model."""
+    ckpt = next((trained_project / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    for _ in range(3):
+        code, out = _signal_while_starting(trained_project, ckpt, how)
+        # on a busy machine the start can finish before the signal lands: then it stopped a running server (0),
+        # which is not what this test is about, so it tries again
+        if not (code == 0 and "Uvicorn running on" in out):
+            break
+    assert code == 130 and "serve: stopped while starting, before it served" in out, out
+    assert "Traceback" not in out, out
 
 
 def test_serve_without_a_model_says_what_to_pass(capsys):
