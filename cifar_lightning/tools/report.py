@@ -362,6 +362,11 @@ def _no_result(seeds: list[Run]) -> str:
     return "no run with the config's own settings (runs of others only)"
 
 
+def _no_test_result(seeds: list[Run]) -> str:
+    """Why a model's runs give no test result to set against the study."""
+    return "not tested" if _best_vals(seeds) else _no_result(seeds)
+
+
 def _interval_verdict(study: float, low: float, high: float) -> str:
     if low > 0 or high < 0:
         return "holds" if (low > 0) == (study > 0) else "reversed"
@@ -442,7 +447,7 @@ def _test_gap_row(chosen: dict[str, list[Run]]) -> list[str]:
     seeds = chosen.get(best, [])
     gaps = [r.test["test/acc"] - b[0] for r in _tested(seeds) if (b := r.best()) is not None]
     if not gaps:
-        return [*cells, "—", "—", "—", f"{best} " + ("not tested" if _best_vals(seeds) else _no_result(seeds))]
+        return [*cells, "—", "—", "—", f"{best} {_no_test_result(seeds)}"]
     if len(gaps) < 2:
         return [*cells, _diff(gaps[0], 0), "1", "—", "not decided: one seed"]
     low, high = stats.ttest_1samp(gaps, 0).confidence_interval(0.95)
@@ -476,8 +481,7 @@ def _study_test_section(chosen: dict[str, list[Run]]) -> list[str]:
         seeds = chosen.get(model, [])
         runs = _tested(seeds)
         if not runs:
-            why = "not tested" if _best_vals(seeds) else _no_result(seeds)
-            rows.append([*cells, why, "—", "—", "—", _pct(study.test_acc), "—", "—"])
+            rows.append([*cells, _no_test_result(seeds), "—", "—", "—", _pct(study.test_acc), "—", "—"])
             continue
         for run in runs:
             acc, n = run.test["test/acc"], _images(run.test)
