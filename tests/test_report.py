@@ -418,15 +418,26 @@ def test_runs_of_other_settings_are_shown_as_what_they_are_and_never_set_against
     assert _seeds_section({"model4": [faithful[0], seeds([0.9], max_epochs=300)[0]]}) == []
 
 
-def test_a_ladder_rung_says_how_far_a_stopped_run_got(tmp_path):
+def test_a_ladder_rung_says_how_far_a_stopped_run_got_and_one_seed_shows_no_spread(tmp_path):
     from cifar_lightning.tools.report import _ladder_section
 
-    def run(seed: int, epochs_done: int) -> Run:
+    def run(model: str, seed: int, epochs_done: int) -> Run:
         ends = [(10 * e + 9, 1.0) for e in range(epochs_done)]
-        test = {"test/acc": 0.5, "test/loss": 1.0}
+        test = {"test/acc": 0.5, "test/loss": 1.0, "test/ece": 0.02, "test/ece_temperature_scaled": 0.01}
         config = {"seed_everything": seed, "trainer": {"max_epochs": 5}}
-        return Run("model4", tmp_path / f"version_{seed}", config, {"train/loss_epoch": ends, "val/acc": ends}, test)
+        scalars = {"train/loss_epoch": ends, "val/acc": ends}
+        return Run(model, tmp_path / model / f"version_{seed}", config, scalars, test)
 
-    assert LADDER[0].config == "model4"
-    row = table_row("\n".join(_ladder_section({"model4": [run(0, 5), run(1, 2)]})), "Ablation ladder", LADDER[0].adds)
-    assert row[1:4] == ["`model4`", "2 of 5, 5", "2"]
+    assert [rung.config for rung in LADDER[:2]] == ["model4", "model4-aug"]
+    model4 = [run("model4", 0, 5), run("model4", 1, 2)]
+    assert _ladder_section({"model4": model4}) == []  # one rung compares nothing
+    section = "\n".join(_ladder_section({"model4": model4, "model4-aug": [run("model4-aug", 0, 5)]}))
+    assert table_row(section, "Ablation ladder", LADDER[0].adds)[1:5] == [
+        "`model4`",
+        "2 of 5, 5",
+        "2",
+        "50.00 ± 0.00% (50.00, 50.00)",
+    ]
+    assert table_row(section, "Ablation ladder", LADDER[1].adds)[1:] == [
+        "`model4-aug`", "5", "1", "50.00%", "0.0200", "0.0100", "100.00%"
+    ]  # fmt: skip

@@ -249,14 +249,19 @@ def verdict(study: float | None, values: list[float]) -> str:
 
 
 def _mean_std(values: list[float], scale: float = 100, digits: int = 2) -> str:
+    """ "mean ± std"; a lone value alone, since one seed has no spread to show."""
     if not values:
         return "—"
+    if len(values) == 1:
+        return f"{scale * values[0]:.{digits}f}"
     mean, std, _, _ = spread(values)
     return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
 
 def _mean_std_each(values: list[float]) -> str:
-    """Percentages as "mean ± std% (each value)"."""
+    """Percentages as "mean ± std% (each value)"; a lone value alone."""
+    if len(values) == 1:
+        return f"{_mean_std(values)}%"
     return f"{_mean_std(values)}% ({', '.join(f'{100 * v:.2f}' for v in values)})"
 
 
@@ -523,7 +528,8 @@ def _where(value: float, low: float, high: float) -> str:
 
 
 def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
-    """The same network with one training trick more on each rung, each over its seeds."""
+    """The same network with one training trick more on each rung, each over its seeds; nothing with fewer than
+    two tested rungs, which compare nothing (a study's model4 alone is in the test table)."""
     rows = []
     for rung in LADDER:
         seeds = chosen.get(rung.config, [])
@@ -554,7 +560,10 @@ def _ladder_section(chosen: dict[str, list[Run]]) -> list[str]:
         'config\'s length has a schedule compressed to it; "2 of 5": a run stopped before its end).',
     ]
     return _section(
-        "Ablation ladder: the study's network, one trick more per rung", about, [*header, "best val acc"], rows
+        "Ablation ladder: the study's network, one trick more per rung",
+        about,
+        [*header, "best val acc"],
+        rows if len(rows) > 1 else [],
     )
 
 
