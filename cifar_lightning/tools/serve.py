@@ -6,6 +6,7 @@ An unreadable, oversized or malformed upload gets a 4xx with a message and the s
 ``GET /`` is a page where a person picks or drops an image and sees the top three classes.
 """
 
+import _thread
 import functools
 import io
 import json
@@ -13,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -236,23 +238,21 @@ def serve(
     # Ctrl-C in ClassifierAPI.setup.
     stop = functools.partial(_interrupt, os.getpid())
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
-    running = False
+    previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_deliver_again, sys.unraisablehook, stop)
     try:
         print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
-        server = build_server(path, max_batch_size, batch_timeout)
-        running = True
-        server.run(host=host, port=port, generate_client_file=False)
+        build_server(path, max_batch_size, batch_timeout).run(host=host, port=port, generate_client_file=False)
     except KeyboardInterrupt:
-        # LitServe stops its processes when interrupted while serving; while they are still starting (waiting for
-        # the workers to load the model, or starting the HTTP servers) its run has not reached that shutdown
-        # (LitServe 0.2.19), and they are still here.
-        if (left := multiprocessing.active_children()) or not running:
-            _stop(left)
-            print("serve: stopped while starting, before it served", file=sys.stderr)
-            return 130
+        # LitServe handles a Ctrl-C itself once it serves, and stops its processes; one that reaches here came
+        # while they were starting (the workers loading the model, the HTTP servers starting), and whichever
+        # of them the signal did not end are still here (LitServe 0.2.19).
+        _stop(multiprocessing.active_children())
+        print("serve: stopped while starting, before it served", file=sys.stderr)
+        return 130
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
     print("serve: stopped", file=sys.stderr)
     return 0
 
@@ -268,6 +268,25 @@ def _stop(processes: list[multiprocessing.Process]) -> None:
             if process.is_alive():
                 process.kill()
                 process.join()
+
+
+def _deliver_again(previous_hook: Any, handler: Any, unraisable: Any) -> None:
+    """Raise a lost Ctrl-C again, once the code that lost it is done, if serve's ``handler`` still has SIGINT.
+
+    A signal that lands while LitServe forks a process is raised inside one of Python's at-fork hooks (logging's
+    lock release), where an exception is only printed, and serve went on starting and served on (Python 3.11).
+    """
+    if not issubclass(unraisable.exc_type, KeyboardInterrupt):
+        previous_hook(unraisable)
+        return
+
+    def again() -> None:
+        if signal.getsignal(signal.SIGINT) is handler:
+            _thread.interrupt_main()
+
+    timer = threading.Timer(0.1, again)
+    timer.daemon = True
+    timer.start()
 
 
 def _interrupt(main_pid: int, signum: int, frame: Any) -> None:
