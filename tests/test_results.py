@@ -30,6 +30,6 @@ def test_the_committed_report_regenerates_from_the_committed_runs(tmp_path, monk
 def test_the_committed_runs_are_complete_and_tested():
     for model in sorted(p.name for p in (RESULTS / "runs").iterdir()):
         for run in model_runs(RESULTS / "runs", model, cli.experiment(ROOT / "configs" / f"{model}.yaml")):
-            assert run.complete and not run.deviations, run.path
+            assert run.faithful, f"{run.path}: {run.status}"
             assert run.test is not None and 0 < run.test["test/acc"] < 1, run.path
             assert not list(run.path.rglob("*.ckpt")), "checkpoints stay out of the repository"
