@@ -249,7 +249,7 @@ def verdict(study: float | None, values: list[float]) -> str:
 
 
 def _mean_std(values: list[float], scale: float = 100, digits: int = 2) -> str:
-    """ "mean ± std"; a lone value alone, since one seed has no spread to show."""
+    """Mean ± sample standard deviation; a lone value alone, since one seed has no spread to show."""
     if not values:
         return "—"
     if len(values) == 1:
