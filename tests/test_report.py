@@ -305,7 +305,7 @@ def test_the_ablation_ladder_gives_each_rung_over_its_seeds(run_cli, tmp_path, d
     assert (logs / "model4-aug-ema-cutout/version_1/confusion_matrix_tta.png").is_file()
 
 
-def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
+def test_the_studys_claims_are_tested_with_intervals_over_seeds(tmp_path):
     from scipy.stats import t
 
     from cifar_lightning.tools.report import _claims_section
@@ -320,6 +320,8 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
         "model1": seeds("model1", model1),
         "model2": seeds("model2", model2),
         "model5": seeds("model5", [0.83, 0.84, 0.85]),  # above model2: the study's "under" is reversed
+        "model3": seeds("model3", [0.86]),  # one seed against model2's four
+        "model4": seeds("model4", [0.80]),  # one seed against model3's one
         "model7": seeds("model7", [0.7]),
         "model7b": seeds("model7b", [0.8, 0.9], deviations=["trainer.max_epochs 5 (model7b.yaml: 300)"]),
         "model6": [interrupted("model6", tmp_path, 0.99)],
@@ -327,6 +329,7 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     lines = _claims_section(chosen)
     claims = ["dropout 0.5 over none", "dropout 0.2 under 0.5", "300 epochs over model7's 50"]
     claims += ["model4 is the best of the study's models", "dropout 0.8 underfits: model6 under model2"]
+    claims += ["momentum 0.5 and 300 epochs over model2's 50", "batch 64 and momentum 0.9 over model3"]
     rows = {claim: table_row("\n".join(lines), "The study's claims", claim) for claim in claims}
 
     first = rows["dropout 0.5 over none"]
@@ -340,7 +343,19 @@ def test_the_studys_claims_are_tested_with_welch_intervals(tmp_path):
     capped = "model7b no run with the config's own settings (runs of others only)"
     assert rows["300 epochs over model7's 50"][-1] == capped  # capped runs are not the study's
     assert rows["dropout 0.8 underfits: model6 under model2"][-1] == "model6 not finished (2 of 300 epochs)"
-    assert rows["model4 is the best of the study's models"][-1] == "model4 not run yet"
+    lone = 0.86 - statistics.mean(model2)  # one seed: taken to spread like the other model's seeds
+    half = t.ppf(0.975, 3) * statistics.stdev(model2) * (1 + 1 / 4) ** 0.5
+    interval = f"{100 * (lone - half):+.2f} to {100 * (lone + half):+.2f}"
+    assert rows["momentum 0.5 and 300 epochs over model2's 50"][3:] == [
+        f"{100 * lone:+.2f} pp",
+        "1 / 4",
+        interval,
+        "holds",
+    ]
+    one_each = ["-6.00 pp", "1 / 1", "—", "not decided: one seed on each side"]
+    assert rows["batch 64 and momentum 0.9 over model3"][3:] == one_each
+    best = "reversed: model3 is higher among the models with a result (none yet from model6, model7b)"
+    assert rows["model4 is the best of the study's models"][3:] == ["80.00%", "1", "—", best]
 
 
 def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
