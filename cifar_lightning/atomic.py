@@ -33,6 +33,12 @@ def writing(path: str | Path) -> Iterator[None]:
         raise error from None
 
 
+def in_folder(path: str | Path, name: str) -> Path:
+    """An output path that names a folder means the file's usual ``name`` inside it, as ``cp`` reads one."""
+    path = Path(path)
+    return path / name if path.is_dir() else path
+
+
 def atomic_write(path: str | Path, write: Any, mode: str = "wb") -> None:
     """Write through ``write(file)`` to a temporary file beside ``path``, fsync, then rename: a crash leaves
     the old file or none, never a truncated one under the final name. The one atomic write of the package."""

@@ -193,13 +193,14 @@ def test_predict_classifies_image_files_and_reports_unreadable_ones(run_cli, tmp
     Image.new("L", (32, 32), 128).save(images / "grey.jpg")
     Image.new("RGBA", (100, 100), (0, 0, 255, 128)).save(images / "blue.png")
     (images / "notes.txt").write_text("not an image")
-    out_csv = tmp_path / "preds.csv"
+    (tmp_path / "out").mkdir()  # a folder: predictions.csv in it
     code = run_cli(
         "predict",
         "--config=configs/model1.yaml",
         f"--data.predict_path={images}",
-        f"--prediction_writer.output={out_csv}",
+        f"--prediction_writer.output={tmp_path / 'out'}",
     )
+    out_csv = tmp_path / "out" / "predictions.csv"
     assert code == 1  # one file failed
     captured = capsys.readouterr()
     assert "notes.txt" in captured.err

@@ -22,20 +22,22 @@ def trained(run_cli, tmp_path):
 
 
 def test_export_takes_pixels_gives_probabilities_and_matches_the_checkpoint(trained, data_dir, capsys):
-    args = ["export", "--config=configs/model1.yaml", "--output=model1.onnx", f"--data.data_dir={data_dir}"]
+    (trained / "exports").mkdir()  # a folder: the model's own name in it
+    args = ["export", "--config=configs/model1.yaml", "--output=exports", f"--data.data_dir={data_dir}"]
     assert package_main(args) == 0
     out = capsys.readouterr().out
     assert "check on 128 validation images: largest probability difference" in out
-    model = onnx.load(trained / "model1.onnx")
+    assert "wrote exports/model1.onnx" in out
+    model = onnx.load(trained / "exports/model1.onnx")
     meta = {p.key: p.value for p in model.metadata_props}
     assert json.loads(meta["classes"])[0] == "airplane" and "model1" in meta["config"] and float(meta["val_acc"]) >= 0
-    session = onnxruntime.InferenceSession(str(trained / "model1.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(trained / "exports/model1.onnx"), providers=["CPUExecutionProvider"])
     arrays = np.load(data_dir / "cifar10.npz")
     for n in (1, 5, 33):  # any batch size
         probs = session.run(None, {"images": arrays["x_test"][:n]})[0]
         assert probs.shape == (n, 10) and probs.dtype == np.float32
         np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
-    assert not list(trained.glob(".model1.onnx.*"))
+    assert not list(trained.rglob(".model1.onnx.*"))
 
 
 def test_every_way_out_of_the_package_gives_the_lightning_modules_probabilities(trained, data_dir, tmp_path, run_cli):

@@ -21,7 +21,7 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from cifar_lightning.atomic import atomic_write
+from cifar_lightning.atomic import atomic_write, in_folder
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.folders import CONFIG_FILE, TEST_RESULTS, best_in, hyperparameters, read_file, run_of
 from cifar_lightning.training.data import CLASSES, VAL_SIZE
@@ -301,7 +301,8 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output: str = "predictions.csv") -> None:
         """
         Args:
-            output: the CSV to write, relative to the working folder; an existing file is replaced (and said so).
+            output: the CSV to write, relative to the working folder, or a folder to write ``predictions.csv`` in;
+                an existing file is replaced (and said so).
         """
         super().__init__(write_interval="epoch")
         self.output = Path(output)
@@ -321,16 +322,17 @@ class PredictionWriter(BasePredictionWriter):
             best = max(range(len(CLASSES)), key=row.__getitem__)
             self._lines.append(f"{file}: {CLASSES[best]} ({row[best]:.1%})")
             rows.append([str(file), CLASSES[best], f"{row[best]:.6f}", *(f"{p:.6f}" for p in row)])
-        replaced = self.output.exists()
+        output = in_folder(self.output, "predictions.csv")
+        replaced = output.exists()
 
         def write(f: Any) -> None:
             writer = csv.writer(f)
             writer.writerow(["file", "class", "probability", *CLASSES])
             writer.writerows(rows)
 
-        atomic_write(self.output, write, mode="w")
+        atomic_write(output, write, mode="w")
         note = " (replaced the existing file)" if replaced else ""
-        self._lines.append(f"wrote {len(rows)} predictions to {self.output.resolve()}{note}")
+        self._lines.append(f"wrote {len(rows)} predictions to {output.resolve()}{note}")
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """After every callback's ``on_predict_end``, so the lines come after the progress bar's last one."""

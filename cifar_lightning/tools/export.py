@@ -7,7 +7,6 @@ checkpoint on every validation image (same class, probabilities within ``TOLERAN
 """
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cifar_lightning.atomic import atomic_write, writing
+from cifar_lightning.atomic import atomic_write, in_folder, writing
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
@@ -73,7 +72,7 @@ def resolve(config: Path, ckpt_path: str, seed: int) -> Path:
 def export(
     config: str = "",
     ckpt_path: str = "best",
-    output: str | None = None,
+    output: str = ".",
     seed: int = 0,
     data_dir: str | None = None,
 ) -> Path:
@@ -82,7 +81,7 @@ def export(
     Args:
         config: the config the checkpoint was trained with (names its runs and its data).
         ckpt_path: a checkpoint file, or ``best``/``last`` of the config's runs with ``seed``.
-        output: the ``.onnx`` file to write (default: ``<model>.onnx`` in the working folder).
+        output: the ``.onnx`` file to write, or a folder to write ``<model>.onnx`` in (as ``cp`` does).
         seed: which seed's run ``best``/``last`` mean.
         data_dir: the folder with ``cifar10.npz`` for the check (default: the checkpoint's own data folder).
     """
@@ -96,16 +95,16 @@ def export(
     path = resolve(Path(config), ckpt_path, seed)
     model, checkpoint = load_classifier(path)
     data = checkpoint.get("datamodule_hyper_parameters") or {}
-    target = Path(output or f"{config_location(Path(config))[1]}.onnx")
-    if not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
-        raise CifarError(f"cannot write {target}: its folder does not exist or is not writable")
-    npz = Path(data_dir or data.get("data_dir", "data")) / NPZ_NAME
-    arrays = load_npz(npz)
-    val_size = data.get("val_size", VAL_SIZE)
-    images, labels = arrays["x_train"][-val_size:], arrays["y_train"][-val_size:]
-
-    scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    target = in_folder(output, f"{config_location(Path(config))[1]}.onnx")
     try:  # the exporter may write its weights beside the graph: everything stays in scratch until checked
+        scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    except OSError as err:  # tried, not foretold: a permission check says nothing of a full or read-only disk
+        raise CifarError(f"cannot write {target}: {err.strerror}; pass --output in a folder you can write") from None
+    try:
+        npz = Path(data_dir or data.get("data_dir", "data")) / NPZ_NAME
+        arrays = load_npz(npz)
+        val_size = data.get("val_size", VAL_SIZE)
+        images, labels = arrays["x_train"][-val_size:], arrays["y_train"][-val_size:]
         with writing(target):  # a full disk or a folder turned read-only, in the exporter's writes or ours
             raw, final = scratch / "exported.onnx", scratch / "final.onnx"
             example = torch.from_numpy(images[:2])
