@@ -188,12 +188,20 @@ def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, 
 
 
 @pytest.mark.slow
-def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("notes.md", "error: --out notes.md is a file, not a folder"),
+        ("notes.md/report", "error: cannot make the folder --out notes.md/report: Not a directory"),
+    ],
+)
+def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch, out, message):
     monkeypatch.chdir(tiny_study)
     Path("notes.md").write_text("mine")
-    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data.data_dir={data_dir}", "--out=notes.md"])
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", f"--data.data_dir={data_dir}", f"--out={out}"])
     assert package_main() == 1
-    assert "error: --out notes.md is a file, not a folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(message) and len(err.splitlines()) == 1
     assert Path("notes.md").read_text() == "mine"
 
 

@@ -707,6 +707,10 @@ def write_report(
             "train first, e.g. python -m cifar_lightning fit --config configs/model1.yaml, or make study"
         )
     chosen = {model: per_seed(found) for model, found in runs.items()}
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the way (--out notes.txt/report), a place no folder can be made
+        raise CifarError(f"cannot make the folder --out {out}: {err.strerror}; name a folder you can write") from None
     with writing(target):
         _write_report(target, log_dir, data_dir, val_size, chosen, runs)
     print(f"wrote {target / 'report.md'} ({len(chosen)} models)")
@@ -722,7 +726,6 @@ def _write_report(
     runs: dict[str, list[Run]],
 ) -> None:
     """``report.md`` and ``figures/`` under ``target``: the figures staged beside it, then both replaced."""
-    target.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".figures.", dir=target))
     staging.chmod(0o755)  # mkdtemp's folder is private; a report is for reading
     try:
