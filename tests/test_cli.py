@@ -126,6 +126,8 @@ def test_a_truncated_checkpoint_is_refused(run_cli, tmp_path, capsys):
         ("--model.optimizer.init_args.momentum=.inf", "is not a finite number"),
         ("--model.label_smoothing=inf", 'key "model.label_smoothing"'),
         ("--model.droput=0.5", "droput"),
+        ("--seed_everything=-1", '"seed_everything": -1 must be in [0, 4294967295]'),
+        ("--seed_everything=4294967296", "must be in [0, 4294967295]"),
         ("--config=configs/missing.yaml", "missing.yaml"),
     ],
 )

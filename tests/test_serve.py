@@ -3,6 +3,7 @@
 import contextlib
 import csv
 import io
+import multiprocessing
 import os
 import signal
 import socket
@@ -306,6 +307,25 @@ def test_a_model_not_exported_here_is_refused_before_the_server_listens(
         err.startswith(f"error: {tmp_path / 'foreign.onnx'} is not a model exported by this package") and problem in err
     )
     assert len(err.strip().splitlines()) == 1 and "export --config CONFIG" in err
+
+
+@pytest.mark.parametrize("taken", [True, False], ids=["port in use", "host not here"])
+def test_an_address_serve_cannot_listen_on_is_one_error_before_anything_starts(tmp_path, capsys, taken):
+    import json
+
+    from cifar_lightning.__main__ import main as package_main
+    from cifar_lightning.training.data import CLASSES
+
+    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
+    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
+    with socket.create_server(("127.0.0.1", 0)) as other:  # another program's server
+        port = other.getsockname()[1]
+        host = "127.0.0.1" if taken else "192.0.2.1"  # TEST-NET-1: an address no machine here has
+        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--host={host}", f"--port={port}"]) == 1
+    err = capsys.readouterr().err
+    why = "Address already in use" if taken else "Cannot assign requested address"
+    assert err == f"error: cannot listen on {host}:{port}: {why}; pass another --port, or a --host of this machine\n"
+    assert not multiprocessing.active_children()
 
 
 def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):

@@ -131,14 +131,17 @@ def test_the_study_command_takes_several_configs_and_seeds_as_words(monkeypatch)
     assert received["seeds"] == [3] and received["configs"] is None
 
 
-def test_a_study_looks_for_its_runs_where_its_options_put_them(study, run_cli, tmp_path, data_dir):
+def test_a_study_looks_for_its_runs_where_its_options_put_them(study, run_cli, tmp_path, data_dir, capsys):
     """``--args`` may move the run folders (another save_dir); finished runs are found there, not refit."""
     options = [*data_args(data_dir), *QUIET, "--trainer.limit_train_batches=2"]
     args = " ".join([*options, "--trainer.logger.init_args.save_dir=elsewhere"])
-    for _ in range(2):
+    for seeds in ([0], [0, 0]):  # a seed given twice is one run
         study.commands.clear()
-        assert run_study(["configs/model1.yaml"], seeds=[0], epochs=1, args=args, parallel=False) == 0
+        capsys.readouterr()
+        configs = ["configs/model1.yaml", "./configs/model1.yaml"]  # the same file twice, too
+        assert run_study(configs, seeds, epochs=1, args=args, parallel=False) == 0
     assert study.commands == []  # the second call found the finished, tested run
+    assert capsys.readouterr().err.count("study: configs/model1.yaml seed 0: done") == 1
     assert [p.name for p in (tmp_path / "elsewhere/model1").iterdir()] == ["version_0"]
     assert not (tmp_path / "lightning_logs").exists()
 
@@ -149,10 +152,14 @@ def test_a_study_looks_for_its_runs_where_its_options_put_them(study, run_cli, t
         (["study", "--cpus_per_trial", "0"], "cpus_per_trial"),
         (["study", "--gpus_per_trial", "-1"], "gpus_per_trial"),
         (["study", "--epochs", "0"], "epochs"),
+        (["study", "--seeds", "0", "-1"], "seeds"),
+        (["export", "--config=configs/model1.yaml", "--seed", "4294967296"], "seed"),
+        (["serve", "--model=m.onnx", "--port", "0"], "port"),
+        (["serve", "--model=m.onnx", "--max_batch_size", "0"], "max_batch_size"),
         (["sweep", "--config=configs/model1.yaml", "--space=s.yaml", "--trials", "0"], "trials"),
     ],
 )
-def test_shares_and_counts_out_of_range_are_refused_before_anything_runs(argv, key, capsys):
+def test_seeds_shares_and_counts_out_of_range_are_refused_before_anything_runs(argv, key, capsys):
     from cifar_lightning.__main__ import main as package_main
 
     with pytest.raises(SystemExit) as stop:

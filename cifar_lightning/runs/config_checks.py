@@ -11,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
+from jsonargparse.typing import restricted_number_type
 
 from cifar_lightning.errors import CifarError
+
+MAX_SEED = 2**32 - 1  # numpy's largest seed, which Lightning's seed_everything also seeds
+Seed = restricted_number_type("Seed", int, [(">=", 0), ("<=", MAX_SEED)])  # the type of every command's seed
 
 
 def _numbers(value: Any, key: str = "") -> list[tuple[str, float]]:
@@ -26,10 +30,14 @@ def _numbers(value: Any, key: str = "") -> list[tuple[str, float]]:
 
 
 def validate_config(config: Namespace) -> str | None:
-    """What a parser type cannot say: finite numbers, and the optimizer's lr and momentum in range."""
+    """What a parser type cannot say: finite numbers, a seed numpy takes, and the optimizer's lr and momentum in
+    range."""
     for key, value in _numbers(config):
         if not math.isfinite(value):
             return f'Parser key "{key}": {value} is not a finite number'
+    seed = config.get("seed_everything")
+    if type(seed) is int and not 0 <= seed <= MAX_SEED:  # Lightning raises its ValueError only once the CLI runs
+        return f'Parser key "seed_everything": {seed} must be in [0, {MAX_SEED}] (or true for a random seed)'
     optimizer = config.model.get("optimizer")
     if optimizer is not None:
         args = optimizer.init_args

@@ -20,6 +20,7 @@ from cifar_lightning.atomic import atomic_write, in_folder, writing
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
+from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import resolve_checkpoint
 from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, VAL_SIZE, load_npz
 
@@ -73,7 +74,7 @@ def export(
     config: str = "",
     ckpt_path: str = "best",
     output: str = ".",
-    seed: int = 0,
+    seed: Seed = 0,
     data_dir: str | None = None,
 ) -> Path:
     """Write an ONNX model of a checkpoint and check it against the checkpoint on the validation images.

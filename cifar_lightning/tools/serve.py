@@ -13,18 +13,22 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 from PIL import UnidentifiedImageError
 
 from cifar_lightning.errors import CifarError
+from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.training.data import CLASSES
 
 INSTALL = "pip install -e '.[serve]'"
+Port = restricted_number_type("Port", int, [(">=", 1), ("<=", 65535)])
 MAX_UPLOAD_MB = 10
 
 try:
@@ -159,6 +163,20 @@ def check_model(path: Path) -> None:
         load_classifier(path)
 
 
+def check_address(host: str, port: int) -> None:
+    """A port another program holds, or a host this machine is not, fails here in one line; in LitServe it fails
+    in a forked HTTP server, with uvicorn's log line, after the workers have loaded the model."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a closing socket is fine
+            probe.bind(address)
+    except OSError as err:
+        raise CifarError(
+            f"cannot listen on {host}:{port}: {err.strerror or err}; pass another --port, or a --host of this machine"
+        ) from None
+
+
 def _foreign(session: Any) -> str | None:
     """How an ONNX session differs from what ``export`` writes, or None."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
@@ -201,11 +219,11 @@ def serve(
     model: str = "",
     config: str = "",
     ckpt_path: str = "best",
-    seed: int = 0,
+    seed: Seed = 0,
     host: str = "127.0.0.1",
-    port: int = 8000,
-    max_batch_size: int = 16,
-    batch_timeout: float = 0.01,
+    port: Port = 8000,
+    max_batch_size: PositiveInt = 16,
+    batch_timeout: NonNegativeFloat = 0.01,
 ) -> int:
     """Serve a model over HTTP: POST /predict with an image (multipart field 'file'); GET / is a page.
 
@@ -232,6 +250,7 @@ def serve(
     if not path.is_file():
         raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
     check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
+    check_address(host, port)
     # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;
     # left alone, SIGTERM ended this process and orphaned the workers (LitServe 0.2.19). The HTTP server
     # processes are forked with these handlers (see _interrupt); the inference workers are spawned, and ignore
@@ -241,7 +260,7 @@ def serve(
     previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_deliver_again, sys.unraisablehook, stop)
     try:
         print(f"serving {path} on http://{host}:{port}/ (POST /predict, GET / for the page)", file=sys.stderr)
-        build_server(path, max_batch_size, batch_timeout).run(host=host, port=port, generate_client_file=False)
+        build_server(path, max_batch_size, batch_timeout).run(host=host, port=int(port), generate_client_file=False)
     except KeyboardInterrupt:
         # LitServe handles a Ctrl-C itself once it serves, and stops its processes; one that reaches here came
         # while they were starting (the workers loading the model, the HTTP servers starting), and whichever

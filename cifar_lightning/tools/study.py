@@ -26,6 +26,7 @@ from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
+from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import LAST, Run, best_in, model_runs
 from cifar_lightning.tools.trials import enter, ray_module, run_config, start
 
@@ -148,7 +149,7 @@ def _ray_installed() -> bool:
 
 def run_study(
     configs: list[str] | None = None,
-    seeds: list[int] | None = None,
+    seeds: list[Seed] | None = None,
     epochs: PositiveInt | None = None,
     args: str = "",
     parallel: bool | None = None,
@@ -177,7 +178,7 @@ def run_study(
     extra = shlex.split(args)
     for config in files:
         cli.config_location(config, tuple(extra))  # a missing or broken file, or a bad option, fails before any run
-    pairs = [(config, seed) for config in files for seed in seeds or [0]]
+    pairs = list(dict.fromkeys((config, int(seed)) for config in files for seed in seeds or [0]))  # each once
     if parallel is None:
         parallel = _ray_installed()
     if parallel:

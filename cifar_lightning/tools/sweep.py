@@ -15,6 +15,7 @@ from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from cifar_lightning.atomic import atomic_write
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
+from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import model_runs, read_file
 from cifar_lightning.tools.markdown import table
 from cifar_lightning.tools.trials import enter, ray_module, run_config, start
@@ -163,7 +164,7 @@ def sweep(
     epochs: PositiveInt | None = None,
     grace_epochs: PositiveInt = 1,
     name: str | None = None,
-    seed: int = 0,
+    seed: Seed = 0,
     cpus_per_trial: PositiveFloat = 1.0,
     gpus_per_trial: NonNegativeFloat | None = None,
     address: str | None = None,
