@@ -169,6 +169,17 @@ def test_a_mistyped_key_in_the_space_fails_before_any_trial(run_cli, tmp_path, c
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_an_out_that_cannot_be_written_fails_before_any_trial(run_cli, tmp_path, capsys):
+    pytest.importorskip("ray.tune", reason="the tune extra: pip install -e '.[tune]'")
+    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "notes.md").write_text("mine")
+    argv = ["sweep", "--config=configs/model1.yaml", "--space=space.yaml", "--out=notes.md/best.yaml"]
+    assert package_main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == "error: cannot write --out notes.md/best.yaml: notes.md is a file, not a folder\n"
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_without_the_extra_study_and_sweep_say_how_to_install_it(run_cli, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray fails, as where it is not installed
     (tmp_path / "space.yaml").write_text(SPACE)

@@ -12,7 +12,7 @@ import lightning as L
 import yaml
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
-from cifar_lightning.atomic import atomic_write
+from cifar_lightning.atomic import atomic_write, in_folder
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
@@ -190,7 +190,7 @@ def sweep(
         gpus_per_trial: share of a GPU each trial takes (default: 1 where the cluster has GPUs, else 0).
         address: a running Ray cluster to join (``auto`` or ``HOST:6379``).
         args: more options for every trial's fit, as one string.
-        out: where to write the best config (default: ``best.yaml`` in the trials' folder).
+        out: the file to write the best config to, or a folder for ``best.yaml`` (default: the trials' folder).
     """
     ray = ray_module()
     from ray import tune
@@ -208,6 +208,13 @@ def sweep(
         cli.config_location(config, (*extra, *(_option(k, d.sample()) for k, d in domains.items())))
     except CifarError as err:
         raise CifarError(f"search space {space}: {err}") from None
+    target = in_folder(out, "best.yaml") if out else folder / "best.yaml"
+    try:  # an --out that cannot be written fails now, not after the trials
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CifarError(f"cannot write --out {out}: {target.parent} is a file, not a folder") from None
+    except OSError as err:
+        raise CifarError(f"cannot write --out {out}: {err.strerror}; name a file or folder you can write") from None
     epochs_here = epochs or configured_epochs
     started, gpus = start(address, gpus_per_trial)
     try:
@@ -252,7 +259,6 @@ def sweep(
         f"# The best of sweep {name!r}: {trials} trials of {config} over {space} ({epochs_here} epochs each),\n"
         f"# best val/acc {rows[0]['val/acc']:.4f} at epoch {rows[0]['epoch']}; all trials: {folder / 'trials.md'}.\n"
     )
-    target = Path(out) if out else folder / "best.yaml"
     atomic_write(target, lambda file: file.write(header + yaml.safe_dump(best, sort_keys=False)), "w")
     print(f"sweep: best config written to {target}; train it with: python -m cifar_lightning fit --config {target}")
     return 0
