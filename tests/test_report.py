@@ -362,8 +362,50 @@ def test_the_studys_claims_are_tested_with_intervals_over_seeds(tmp_path):
     ]
     one_each = ["-6.00 pp", "1 / 1", "—", "not decided: one seed on each side"]
     assert rows["batch 64 and momentum 0.9 over model3"][3:] == one_each
-    best = "reversed: model3 is higher among the models with a result (none yet from model6, model7b)"
-    assert rows["model4 is the best of the study's models"][3:] == ["80.00%", "1", "—", best]
+    best = (
+        "not decided: model2, model3, model5, model7 within reach with these seeds (no result yet from model6, model7b)"
+    )
+    assert rows["model4 is the best of the study's models"][3:] == [
+        "80.00%",
+        "1",
+        "— (one seed each with model3)",
+        best,
+    ]
+
+
+@pytest.mark.parametrize(
+    ("model4", "verdict"),
+    [
+        ([0.90], "holds"),
+        ([0.70], "reversed: model2 higher"),
+        ([0.80], "not decided: model2 within reach with these seeds"),
+    ],
+)
+def test_model4_is_the_best_only_when_its_interval_against_every_other_model_is_above_zero(tmp_path, model4, verdict):
+    from scipy.stats import t
+
+    from cifar_lightning.tools.report import _best_model_row
+
+    def seeds(model: str, accs: list[float]) -> list[Run]:
+        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
+            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None)
+            for i, acc in enumerate(accs)]  # fmt: skip
+
+    model2 = [0.80, 0.81, 0.79]
+    chosen = {
+        "model1": seeds("model1", [0.60, 0.61]),
+        "model2": seeds("model2", model2),
+        "model4": seeds("model4", model4),
+    }
+    row = _best_model_row(chosen)
+    difference = model4[0] - statistics.mean(model2)  # model2 is the nearest: the interval shown is against it
+    half = t.ppf(0.975, 2) * statistics.stdev(model2) * (1 + 1 / 3) ** 0.5
+    assert row[3:6] == [
+        f"{100 * model4[0]:.2f}%",
+        "1",
+        f"{100 * (difference - half):+.2f} to {100 * (difference + half):+.2f} against model2",
+    ]
+    assert row[6] == f"{verdict} (no result yet from model3, model5, model6, model7, model7b)"
 
 
 def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):
