@@ -33,6 +33,17 @@ def writing(path: str | Path) -> Iterator[None]:
         raise error from None
 
 
+def make_folder(folder: Path, option: str) -> None:
+    """Make the folder an output goes in before the work that fills it: a file in the way, or a place no folder can
+    be made, is one error naming the option instead of a traceback once the work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise CifarError(f"cannot write {option}: {folder} is a file, not a folder") from None
+    except OSError as err:
+        raise CifarError(f"cannot write {option}: {err.strerror}; name a folder you can write") from None
+
+
 def in_folder(path: str | Path, name: str) -> Path:
     """An output path that names a folder means the file's usual ``name`` inside it, as ``cp`` reads one."""
     path = Path(path)

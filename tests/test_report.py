@@ -192,7 +192,7 @@ def test_a_damaged_run_file_is_named_and_its_run_left_out(tiny_study, data_dir, 
     ("out", "message"),
     [
         ("notes.md", "error: --out notes.md is a file, not a folder"),
-        ("notes.md/report", "error: cannot make the folder --out notes.md/report: Not a directory"),
+        ("notes.md/report", "error: cannot write --out notes.md/report: Not a directory; name a folder you can write"),
     ],
 )
 def test_report_out_naming_a_file_is_one_error(tiny_study, data_dir, capsys, monkeypatch, out, message):

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cifar_lightning.atomic import atomic_write, writing
+from cifar_lightning.atomic import atomic_write, make_folder, writing
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.figures import curves_figure, samples_figure
@@ -727,10 +727,7 @@ def write_report(
             "train first, e.g. python -m cifar_lightning fit --config configs/model1.yaml, or make study"
         )
     chosen = {model: per_seed(found) for model, found in runs.items()}
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # a file on the way (--out notes.txt/report), a place no folder can be made
-        raise CifarError(f"cannot make the folder --out {out}: {err.strerror}; name a folder you can write") from None
+    make_folder(target, f"--out {out}")
     with writing(target):
         _write_report(target, log_dir, data_dir, val_size, chosen, runs)
     print(f"wrote {target / 'report.md'} ({len(chosen)} models)")

@@ -12,7 +12,7 @@ import lightning as L
 import yaml
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
-from cifar_lightning.atomic import atomic_write, in_folder
+from cifar_lightning.atomic import atomic_write, in_folder, make_folder
 from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
@@ -209,12 +209,8 @@ def sweep(
     except CifarError as err:
         raise CifarError(f"search space {space}: {err}") from None
     target = in_folder(out, "best.yaml") if out else folder / "best.yaml"
-    try:  # an --out that cannot be written fails now, not after the trials
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise CifarError(f"cannot write --out {out}: {target.parent} is a file, not a folder") from None
-    except OSError as err:
-        raise CifarError(f"cannot write --out {out}: {err.strerror}; name a file or folder you can write") from None
+    if out:
+        make_folder(target.parent, f"--out {out}")  # now, not after the trials
     epochs_here = epochs or configured_epochs
     started, gpus = start(address, gpus_per_trial)
     try:
