@@ -506,3 +506,69 @@ def test_a_ladder_rung_says_how_far_a_stopped_run_got_and_one_seed_shows_no_spre
     assert table_row(section, "Ablation ladder", LADDER[1].adds)[1:] == [
         "`model4-aug`", "5", "1", "50.00%", "0.0200", "0.0100", "100.00%"
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("model7_bf16", "verdict", "model4_seeds"),
+    [
+        ([0.765, 0.775, 0.757], "admitted", "0, 1, 2"),  # within the fp32 seeds' noise
+        ([0.735, 0.736, 0.737], "not admitted: the interval excludes zero for model7 best val", "0"),
+        ([0.765, 0.775], "not decided: model7 has 3 fp32 and 2 bf16 tested seeds", "0"),
+    ],
+)
+def test_bf16_runs_count_as_seeds_only_where_the_precision_rule_admits_them(
+    tmp_path, model7_bf16, verdict, model4_seeds
+):
+    from scipy import stats
+
+    from cifar_lightning.runs.identity import Experiment, identity
+    from cifar_lightning.tools.report import (
+        _hyperparameter_section,
+        _precision_section,
+        _study_table_section,
+        per_seed,
+        precision_rule,
+    )
+
+    fp32 = {"trainer": {"max_epochs": 1}}
+    bf16 = {"trainer": {"max_epochs": 1, "precision": "bf16-mixed"}}
+    experiment = Experiment(identity(fp32), {"trainer.precision": "32-true"})
+
+    def seeds(model: str, accs: list[float], config: dict, first: int = 0) -> list[Run]:
+        return [Run(model, tmp_path / model / f"version_{first + i}", {"seed_everything": i, **config},
+                    {"val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]},
+                    {"test/acc": acc - 0.02, "images": 10_000}, deviations=experiment.differences(config, seed=False))
+                for i, acc in enumerate(accs)]  # fmt: skip
+
+    model1 = [0.731, 0.726, 0.740]
+    model7 = [0.770, 0.760, 0.777]
+    runs = {
+        "model1": seeds("model1", model1, fp32) + seeds("model1", [0.733, 0.728, 0.735], bf16, 3),
+        "model4": seeds("model4", [0.829], fp32) + seeds("model4", [0.80, 0.83, 0.84], bf16, 1),
+        "model7": seeds("model7", model7, fp32) + seeds("model7", model7_bf16, bf16, 3),
+    }
+    chosen = {model: per_seed(found) for model, found in runs.items()}
+    rule = precision_rule(runs, chosen)
+    assert rule.verdict.startswith(verdict)
+    assert rule.admitted == (verdict == "admitted")
+    if rule.admitted:
+        chosen = {model: per_seed(found, admit_stand_ins=True) for model, found in runs.items()}
+    # model4's seed 0 stays the fp32 run; its bf16 run of seed 0 stands in for nothing
+    assert [r.path.name for r in chosen["model4"]] == (
+        ["version_0", "version_2", "version_3"] if rule.admitted else ["version_0"]
+    )
+    text = "\n".join(_precision_section(rule) + _hyperparameter_section(chosen) + _study_table_section(chosen))
+    assert f"**bf16-mixed: {rule.verdict}.**" in text
+    row = table_row(text, "bf16 against fp32", "model7")
+    low, high = stats.ttest_ind(model7_bf16, model7, equal_var=False).confidence_interval(0.95)
+    difference = statistics.mean(model7_bf16) - statistics.mean(model7)
+    assert row[1] == f"3 / {len(model7_bf16)}"
+    assert row[4] == f"{100 * difference:+.2f} pp ({100 * low:+.2f} to {100 * high:+.2f})"
+    assert row[-1] == ("differs: best val, test" if high < 0 else "no difference detected")
+    hyper = table_row(text, "Hyperparameters", "model4")
+    assert hyper[-2:] == (
+        [model4_seeds, "32-true (seed 0); bf16-mixed (seeds 1, 2)"] if rule.admitted else ["0", "32-true"]
+    )
+    ours = table_row(text, "The study's table, reproduced", "model4")[-1]
+    assert ours.endswith(" (seeds 1, 2 in bf16-mixed)") == rule.admitted
+    assert ("3 seeds" in ours) == rule.admitted

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from cifar_lightning.errors import CifarError
-from cifar_lightning.runs.identity import DEFAULT_OPTIMIZER, Experiment
+from cifar_lightning.runs.identity import DEFAULT_OPTIMIZER, Experiment, precision
 from cifar_lightning.training.data import TRAIN_SIZE, VAL_SIZE
 
 TEST_RESULTS = "test_results.json"
@@ -122,6 +122,10 @@ class Run:
     @property
     def max_epochs(self) -> int | None:
         return (self.config.get("trainer") or {}).get("max_epochs")
+
+    @property
+    def precision(self) -> str:
+        return precision(self.config)
 
     @property
     def seed(self) -> int | None:

@@ -65,6 +65,11 @@ def identity(config: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _plain(v) for k, v in flat.items()}
 
 
+def precision(config: Mapping[str, Any]) -> str:
+    """A parsed config's training precision, spelled as Lightning's long names (``32-true`` where it names none)."""
+    return _normalized("precision", (config.get("trainer") or {}).get("precision"))
+
+
 def _plain(value: Any) -> Any:
     """Tuples as lists, as in a ``config.yaml``: a parsed ``(0.49, 0.48, 0.45)`` is the same mean as a loaded list."""
     if isinstance(value, list | tuple):

@@ -11,7 +11,7 @@ import shutil
 import statistics
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,18 +126,49 @@ def _normalization_section(data_dir: Path, val_size: int, out: Path) -> list[str
     ]
 
 
-def per_seed(runs: list[Run]) -> list[Run]:
+def per_seed(runs: list[Run], admit_stand_ins: bool = False) -> list[Run]:
     """One run per seed, chosen by :func:`runs.choose` among that seed's runs, ordered by seed, all of one
-    experiment: the config's where any run has its settings, else that of the run chosen among all."""
-    same = [r for r in runs if not r.deviations] or [r for r in runs if r.deviations == choose(runs)[0].deviations]
-    seeds = sorted({r.seed for r in same}, key=lambda seed: (seed is None, seed or 0))
-    return [choose([r for r in same if r.seed == seed])[0] for seed in seeds]
+    experiment: the config's where any run has its settings, else that of the run chosen among all. With
+    ``admit_stand_ins`` (the precision rule holds), a seed without a complete run of the config's settings takes
+    its complete bf16 stand-in instead, counted as of those settings."""
+    same = [r for r in runs if not r.deviations]
+    extra = [replace(r, deviations=[]) for r in stand_ins(runs) if r.complete] if admit_stand_ins else []
+    if not same and not extra:
+        same = [r for r in runs if r.deviations == choose(runs)[0].deviations]
+    seeds = sorted({r.seed for r in same + extra}, key=lambda seed: (seed is None, seed or 0))
+
+    def pick(seed: int | None) -> Run:
+        own = [r for r in same if r.seed == seed]
+        if not any(r.complete for r in own):
+            own = [r for r in extra if r.seed == seed] or own
+        return choose(own)[0]
+
+    return [pick(seed) for seed in seeds]
+
+
+def stand_ins(runs: list[Run]) -> list[Run]:
+    """A model's runs that differ from its config in precision alone, trained in bf16-mixed."""
+    return [
+        r
+        for r in runs
+        if r.deviations
+        and r.precision == STAND_IN
+        and all(d.split(" ", 1)[0] == "trainer.precision" for d in r.deviations)
+    ]
+
+
+def _seeds_text(seeds: list[int | None]) -> str:
+    return ("seeds " if len(seeds) > 1 else "seed ") + ", ".join(map(str, seeds))
+
+
+def _precision_mark(run: Run) -> str:
+    return "" if run.precision == "32-true" else run.precision
 
 
 def _run_cell(run: Run, seeds: list[Run], all_runs: list[Run]) -> str:
-    if len(seeds) > 1:
-        return f"{run.path.name} (seed {run.seed})"
-    return run.path.name + (f" (of {len(all_runs)})" if len(all_runs) > 1 else "")
+    notes = [f"seed {run.seed}"] if len(seeds) > 1 else [f"of {len(all_runs)}"] if len(all_runs) > 1 else []
+    notes += [mark] if (mark := _precision_mark(run)) else []
+    return run.path.name + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
@@ -147,8 +178,14 @@ def _hyperparameter_section(chosen: dict[str, list[Run]]) -> list[str]:
         if seeds[0].deviations and seeds[0].configured_epochs not in (None, hp["epochs"]):
             hp["epochs"] = f"{hp['epochs']} (config: {seeds[0].configured_epochs})"
         hp["seed"] = ", ".join(str(r.seed) for r in seeds)
+        by_precision = {
+            p: [r.seed for r in seeds if r.precision == p] for p in dict.fromkeys(r.precision for r in seeds)
+        }
+        hp["precision"] = next(iter(by_precision))
+        if len(by_precision) > 1:
+            hp["precision"] = "; ".join(f"{p} ({_seeds_text(s)})" for p, s in by_precision.items())
         rows.append([model, *hp.values()])
-    header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed"]
+    header = ["model", "epochs", "batch size", "momentum", "learning rate", "optimizer", "dropout", "seed", "precision"]
     return _section("Hyperparameters", [], header, rows)
 
 
@@ -188,7 +225,10 @@ def _study_table_section(chosen: dict[str, list[Run]]) -> list[str]:
         lr = f"{study.lr:.0e}".replace("e-0", "e-")
         dropout = "none" if study.dropout == 0 else f"{study.dropout:g}"
         hyper = [study.epochs, study.batch_size, f"{study.momentum:g}", lr, dropout]
-        rows.append([model, *hyper, published, _ours_cell(chosen.get(model, []), measured, study)])
+        ours = _ours_cell(chosen.get(model, []), measured, study)
+        if stand := [r.seed for r in chosen.get(model, []) if r.faithful and _precision_mark(r)]:
+            ours += f" ({_seeds_text(stand)} in {STAND_IN})"
+        rows.append([model, *hyper, published, ours])
     header = ["config", "epochs", "batch", "momentum", "lr", "dropout", "study's best val acc (loss, epoch)"]
     about = [
         "Ours: best validation accuracy of the runs with the config's own settings (mean ± sample std over seeds,",
@@ -333,6 +373,91 @@ def _slices_section(chosen: dict[str, list[Run]]) -> list[str]:
         "fixed validation set of that size can lie as far from the test accuracy as these slices do.",
     ]
     return _section("How much the validation images decide", about, header, rows)
+
+
+# bf16-mixed stands in for fp32 in the study's tables only when these models' bf16 seeds show no difference from
+# their fp32 seeds that matters (results/README.md, "Precision of the long runs"): with this many seeds a side,
+# every Welch 95% interval of bf16 minus fp32 (best validation and test accuracy) holds zero, and each difference
+# averaged over the models lies within the bound.
+STAND_IN = "bf16-mixed"
+PRECISION_MODELS = ("model1", "model7")
+PRECISION_SEEDS = 3
+PRECISION_BOUND = 0.01
+
+
+@dataclass(frozen=True)
+class PrecisionRule:
+    """The bf16 comparison of each model that has both kinds of seeds, and whether bf16 stands in."""
+
+    rows: list[list[Any]]
+    verdict: str
+    admitted: bool
+
+
+def _accuracies(seeds: list[Run]) -> tuple[list[float], list[float], list[int]]:
+    """Best validation accuracy, test accuracy and epoch of the best of each tested complete run."""
+    done = [
+        (b, r.test["test/acc"]) for r in seeds if r.complete and r.test and "test/acc" in r.test and (b := r.best())
+    ]
+    return [b[0] for b, _ in done], [t for _, t in done], [b[2] for b, _ in done]
+
+
+def precision_rule(runs: dict[str, list[Run]], chosen: dict[str, list[Run]]) -> PrecisionRule:
+    """bf16 against fp32 on every model with seeds of both, and the rule's verdict on ``PRECISION_MODELS``."""
+    none = ([], [], [])
+    pairs = {
+        model: (_accuracies([r for r in chosen.get(model, []) if r.faithful]), _accuracies(per_seed(stand_ins(found))))
+        for model, found in runs.items()
+    }
+    counts = {model: [len(side[0]) for side in pairs.get(model, (none, none))] for model in PRECISION_MODELS}
+    rows, differences, failed = [], [], []
+    for model, (fp32, bf16) in pairs.items():
+        if not (fp32[0] and bf16[0]):
+            continue
+        row, outside, means = [model, f"{len(fp32[0])} / {len(bf16[0])}"], [], []
+        for what, ours, theirs in (("best val", bf16[0], fp32[0]), ("test", bf16[1], fp32[1])):
+            mean, interval = _difference(ours, theirs)
+            shown = f" ({_interval(interval)})" if interval else ""
+            row += [f"{_mean_std(theirs)}%", f"{_mean_std(ours)}%", _diff(mean, 0) + shown]
+            outside += [what] if interval and not interval[0] <= 0 <= interval[1] else []
+            means.append(mean)
+        row.append(f"{', '.join(map(str, fp32[2]))} / {', '.join(map(str, bf16[2]))}")
+        row.append(f"differs: {', '.join(outside)}" if outside else "no difference detected")
+        rows.append(row)
+        if model in PRECISION_MODELS:
+            differences.append(means)
+            failed += [f"{model} {what}" for what in outside]
+    missing = [
+        f"{m} has {n[0]} fp32 and {n[1]} bf16 tested seeds" for m, n in counts.items() if min(n) < PRECISION_SEEDS
+    ]
+    if missing:
+        verdict = f"not decided: {'; '.join(missing)} (the rule asks for {PRECISION_SEEDS} each)"
+        return PrecisionRule(rows, verdict, False)
+    averages = [statistics.fmean(d) for d in zip(*differences, strict=True)]
+    if failed:
+        verdict = "not admitted: the interval excludes zero for " + ", ".join(failed)
+    elif any(abs(a) > PRECISION_BOUND for a in averages):
+        verdict = f"not admitted: an average difference is beyond ±{100 * PRECISION_BOUND:g} point"
+    else:
+        verdict = "admitted"
+    val, test = (_diff(a, 0) for a in averages)
+    return PrecisionRule(rows, f"{verdict} (averaged: best val {val}, test {test})", verdict == "admitted")
+
+
+def _precision_section(rule: PrecisionRule) -> list[str]:
+    header = ["model", "seeds (fp32 / bf16)", "best val acc, fp32", "bf16", "bf16 − fp32 (95% interval)"]
+    header += ["test acc, fp32", "bf16", "bf16 − fp32 (95% interval)", "epoch of best (fp32 / bf16)", "verdict"]
+    about = [
+        "Runs that differ from their config in precision alone, bf16-mixed, against the config's own fp32 seeds:",
+        "means ± sample std over seeds, the difference with Welch's 95% t-interval (Crawford and Howell's for one",
+        f"seed). bf16 stands in for fp32 when, on {' and '.join(PRECISION_MODELS)} with {PRECISION_SEEDS} seeds a",
+        f"side, every interval holds zero and each difference averaged over them is within ±{100 * PRECISION_BOUND:g}",
+        'point (results/README.md, "Precision of the long runs"); then a bf16 run counts as a seed of its config where',
+        "the config has no complete fp32 run of that seed, marked bf16-mixed wherever it is named.",
+        "",
+        f"**bf16-mixed: {rule.verdict}.**",
+    ]
+    return _section("bf16 against fp32", about, header, rule.rows)
 
 
 # The study's comparisons of best validation accuracy: (what it says, model, the model it is compared with).
@@ -685,7 +810,8 @@ def _runs_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
     lines = ["## Runs used", ""]
     for model, seeds in chosen.items():
         for run in seeds:
-            line = f"- {model}: `{run.path}` ({run.status}; epochs logged: {run.epochs_done})"
+            status = ", ".join(filter(None, (run.status, _precision_mark(run))))
+            line = f"- {model}: `{run.path}` ({status}; epochs logged: {run.epochs_done})"
             if run is seeds[-1]:
                 others = [f"{r.path.name} ({r.status})" for r in runs[model] if r not in seeds]
                 line += "; not used: " + ", ".join(others) if others else ""
@@ -727,9 +853,12 @@ def write_report(
             "train first, e.g. python -m cifar_lightning fit --config configs/model1.yaml, or make study"
         )
     chosen = {model: per_seed(found) for model, found in runs.items()}
+    rule = precision_rule(runs, chosen)
+    if rule.admitted:
+        chosen = {model: per_seed(found, admit_stand_ins=True) for model, found in runs.items()}
     make_folder(target, f"--out {out}")
     with writing(target):
-        _write_report(target, log_dir, data_dir, val_size, chosen, runs)
+        _write_report(target, log_dir, data_dir, val_size, chosen, runs, rule)
     print(f"wrote {target / 'report.md'} ({len(chosen)} models)")
     return target
 
@@ -741,6 +870,7 @@ def _write_report(
     val_size: int,
     chosen: dict[str, list[Run]],
     runs: dict[str, list[Run]],
+    rule: PrecisionRule,
 ) -> None:
     """``report.md`` and ``figures/`` under ``target``: the figures staged beside it, then both replaced."""
     staging = Path(tempfile.mkdtemp(prefix=".figures.", dir=target))
@@ -753,6 +883,7 @@ def _write_report(
         lines += _study_table_section(chosen)
         lines += _results_section(chosen, runs)
         lines += _seeds_section(chosen)
+        lines += _precision_section(rule)
         lines += _test_section(chosen, runs)
         lines += _study_test_section(chosen)
         lines += _claims_section(chosen)
