@@ -447,13 +447,14 @@ def precision_rule(runs: dict[str, list[Run]], chosen: dict[str, list[Run]]) -> 
 def _precision_section(rule: PrecisionRule) -> list[str]:
     header = ["model", "seeds (fp32 / bf16)", "best val acc, fp32", "bf16", "bf16 − fp32 (95% interval)"]
     header += ["test acc, fp32", "bf16", "bf16 − fp32 (95% interval)", "epoch of best (fp32 / bf16)", "verdict"]
+    models = " and ".join(PRECISION_MODELS)
     about = [
-        "Runs that differ from their config in precision alone, bf16-mixed, against the config's own fp32 seeds:",
-        "means ± sample std over seeds, the difference with Welch's 95% t-interval (Crawford and Howell's for one",
-        f"seed). bf16 stands in for fp32 when, on {' and '.join(PRECISION_MODELS)} with {PRECISION_SEEDS} seeds a",
-        f"side, every interval holds zero and each difference averaged over them is within ±{100 * PRECISION_BOUND:g}",
-        'point (results/README.md, "Precision of the long runs"); then a bf16 run counts as a seed of its config where',
-        "the config has no complete fp32 run of that seed, marked bf16-mixed wherever it is named.",
+        "Runs that differ from their config in precision alone, bf16-mixed, against its own fp32 seeds: means ±",
+        "sample std over seeds, the difference with Welch's 95% t-interval (Crawford and Howell's for one seed).",
+        f"bf16 stands in for fp32 when, on {models} with {PRECISION_SEEDS} seeds a side, every interval holds",
+        f"zero and each difference averaged over them is within ±{100 * PRECISION_BOUND:g} point (results/README.md,",
+        '"Precision of the long runs"); then a bf16 run counts as a seed of its config where the config has no',
+        "complete fp32 run of that seed, marked bf16-mixed wherever it is named.",
         "",
         f"**bf16-mixed: {rule.verdict}.**",
     ]
