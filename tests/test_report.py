@@ -135,6 +135,13 @@ def test_report_without_runs_says_so_and_fails(tmp_path, monkeypatch, capsys):
     assert "no runs under lightning_logs/" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
 
+    Path("notes.md").write_text("mine")
+    monkeypatch.setattr(sys, "argv", ["cifar_lightning", "report", "--log_dir", "notes.md"])
+    assert package_main() == 1
+    err = capsys.readouterr().err
+    assert err == "error: --log_dir notes.md is a file, not a folder: name the folder fit wrote its runs in\n"
+    assert not (tmp_path / "reports").exists()
+
 
 def test_make_study_runs_every_config_with_every_seed_then_the_report():
     root = Path(__file__).parents[1]

@@ -847,6 +847,8 @@ def write_report(
     target = Path(out)
     if target.exists() and not target.is_dir():
         raise CifarError(f"--out {out} is a file, not a folder: name a folder for report.md and figures/")
+    if Path(log_dir).exists() and not Path(log_dir).is_dir():
+        raise CifarError(f"--log_dir {log_dir} is a file, not a folder: name the folder fit wrote its runs in")
     runs = collect(Path(log_dir), Path(configs_dir))
     if not runs:
         raise CifarError(
