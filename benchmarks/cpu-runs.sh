@@ -6,6 +6,8 @@
 # Usage: benchmarks/cpu-runs.sh NAME CORE TIMINGS CONFIG:SEED[:PRECISION] ...
 #   e.g. (nohup setsid benchmarks/cpu-runs.sh A 0 ../timings.log model3:0 model4:1:bf16-mixed >/dev/null 2>&1 &)
 #   Each run's output goes to lightning_logs/NAME-CONFIG-SEED[-PRECISION].log.
+# Other work beside the chains: lower the priority of its shell's autogroup (`echo 19 > /proc/$$/autogroup`);
+# with autogroup scheduling on, `nice` alone does not lower a process against another session's (BENCHMARKS.md).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 NAME=$1 CORE=$2 TIMINGS=$3
