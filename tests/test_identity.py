@@ -73,7 +73,10 @@ def test_the_committed_runs_have_their_configs_settings():
     for model in ("model1", "model2", "model5", "model7"):
         wanted = cli.experiment(root / "configs" / f"{model}.yaml")
         runs = model_runs(root / "results/runs", model, wanted)
-        assert runs and all(r.deviations == [] for r in runs), model
+        fp32 = [r for r in runs if r.precision == "32-true"]
+        assert len(fp32) == 3 and all(r.deviations == [] for r in fp32), model
+        bf16 = [f"trainer.precision bf16-mixed ({model}.yaml: 32-true)"]  # the precision comparison's runs
+        assert all(r.deviations == bf16 for r in runs if r not in fp32), model
     capped = model_runs(root / "results/ladder/runs", "model4", cli.experiment(root / "configs/model4.yaml"))
     assert capped and all(r.deviations == ["trainer.max_epochs 5 (model4.yaml: 300)"] for r in capped)
 

@@ -104,6 +104,7 @@ def test_report_tables_match_the_event_files(tiny_study, data_dir):
         "SGD",
         "0.5",
         "0",
+        "32-true",
     ]
     assert table_row(report, "Hyperparameters", "model1")[4] == "0.01"  # the chosen run's own lr
     assert "| mean | red |" in report
