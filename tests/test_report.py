@@ -533,6 +533,7 @@ def test_bf16_runs_count_as_seeds_only_where_the_precision_rule_admits_them(
     from cifar_lightning.tools.report import (
         _hyperparameter_section,
         _precision_section,
+        _runs_section,
         _study_table_section,
         per_seed,
         precision_rule,
@@ -580,3 +581,10 @@ def test_bf16_runs_count_as_seeds_only_where_the_precision_rule_admits_them(
     ours = table_row(text, "The study's table, reproduced", "model4")[-1]
     assert ours.endswith(" (seeds 1, 2 in bf16-mixed)") == rule.admitted
     assert ("3 seeds" in ours) == rule.admitted
+    used = "\n".join(_runs_section(chosen, runs))
+    assert ("model4/version_2` (complete, bf16-mixed; epochs logged: 1)" in used) == rule.admitted
+    model4 = [line for line in used.splitlines() if line.startswith("- model4:")][-1]
+    unused = model4.split("; not used: ")[1] if "not used" in model4 else ""
+    assert [name for name in ("version_1", "version_2", "version_3") if name in unused] == (
+        ["version_1"] if rule.admitted else ["version_1", "version_2", "version_3"]
+    )

@@ -814,7 +814,8 @@ def _runs_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
             status = ", ".join(filter(None, (run.status, _precision_mark(run))))
             line = f"- {model}: `{run.path}` ({status}; epochs logged: {run.epochs_done})"
             if run is seeds[-1]:
-                others = [f"{r.path.name} ({r.status})" for r in runs[model] if r not in seeds]
+                used = {r.path for r in seeds}  # by folder: a bf16 stand-in is used as a copy of itself
+                others = [f"{r.path.name} ({r.status})" for r in runs[model] if r.path not in used]
                 line += "; not used: " + ", ".join(others) if others else ""
             lines.append(line)
     return [*lines, ""]
