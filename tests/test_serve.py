@@ -337,3 +337,35 @@ def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):
     TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
     _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
     check_model(tmp_path / "ours.onnx")  # no error: what the check asks of a model is all the server needs
+
+
+def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, capsys, monkeypatch):
+    """LitServe returns from a Ctrl-C that landed while it was starting an HTTP server process without stopping
+    that process: serve stops whatever it left."""
+    import json
+
+    from cifar_lightning.__main__ import main as package_main
+    from cifar_lightning.tools import serve
+    from cifar_lightning.training.data import CLASSES
+
+    started = []
+
+    class Lost:
+        def run(self, **kwargs) -> None:
+            process = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,), daemon=False)
+            process.start()
+            started.append(process)
+
+    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
+    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
+    monkeypatch.setattr(serve, "build_server", lambda *args: Lost())
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    try:
+        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"]) == 0
+        assert started and not started[0].is_alive()
+        assert not multiprocessing.active_children()
+    finally:
+        for process in started:
+            process.kill()

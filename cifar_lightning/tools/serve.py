@@ -272,6 +272,9 @@ def serve(
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
+    # LitServe catches a Ctrl-C that lands while it starts an HTTP server process; the process it was starting is
+    # not yet among those it stops, and would serve on after this one ended (LitServe 0.2.19)
+    _stop(multiprocessing.active_children())
     print("serve: stopped", file=sys.stderr)
     return 0
 
