@@ -341,7 +341,7 @@ def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):
 
 def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, capsys, monkeypatch):
     """LitServe returns from a Ctrl-C that landed while it was starting an HTTP server process without stopping
-    that process: serve stops whatever it left."""
+    that process: serve stops whatever it left, and says it was stopped while starting."""
     import json
 
     from cifar_lightning.__main__ import main as package_main
@@ -363,7 +363,8 @@ def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, c
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     try:
-        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"]) == 0
+        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"]) == 130
+        assert capsys.readouterr().err.endswith("serve: stopped while starting, before it served\n")
         assert started and not started[0].is_alive()
         assert not multiprocessing.active_children()
     finally:

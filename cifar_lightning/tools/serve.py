@@ -274,7 +274,10 @@ def serve(
         sys.unraisablehook = previous_hook
     # LitServe catches a Ctrl-C that lands while it starts an HTTP server process; the process it was starting is
     # not yet among those it stops, and would serve on after this one ended (LitServe 0.2.19)
-    _stop(multiprocessing.active_children())
+    if lost := multiprocessing.active_children():
+        _stop(lost)
+        print("serve: stopped while starting, before it served", file=sys.stderr)
+        return 130
     print("serve: stopped", file=sys.stderr)
     return 0
 
