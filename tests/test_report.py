@@ -371,7 +371,8 @@ def test_the_studys_claims_are_tested_with_intervals_over_seeds(tmp_path):
     one_each = ["-6.00 pp", "1 / 1", "—", "not decided: one seed on each side"]
     assert rows["batch 64 and momentum 0.9 over model3"][3:] == one_each
     best = (
-        "not decided: model2, model3, model5, model7 within reach with these seeds (no result yet from model6, model7b)"
+        "not decided: model2, model5 within reach with these seeds; one seed each with model3, model7 "
+        "(no result yet from model6, model7b)"
     )
     assert rows["model4 is the best of the study's models"][3:] == [
         "80.00%",
@@ -414,6 +415,23 @@ def test_model4_is_the_best_only_when_its_interval_against_every_other_model_is_
         f"{100 * (difference - half):+.2f} to {100 * (difference + half):+.2f} against model2",
     ]
     assert row[6] == f"{verdict} (no result yet from model3, model5, model6, model7, model7b)"
+
+
+def test_a_model_with_one_seed_against_model4s_one_seed_is_named_apart_from_those_within_reach(tmp_path):
+    from cifar_lightning.tools.report import _best_model_row
+
+    def seeds(model: str, accs: list[float]) -> list[Run]:
+        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
+            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None)
+            for i, acc in enumerate(accs)]  # fmt: skip
+
+    chosen = {
+        m: seeds(m, accs) for m, accs in {"model2": [0.80, 0.81, 0.79], "model4": [0.90], "model6": [0.60]}.items()
+    }
+    assert _best_model_row(chosen)[6].startswith("not decided: one seed each with model6 (no result yet from")
+    chosen["model5"] = seeds("model5", [0.89, 0.90, 0.91])
+    verdict = _best_model_row(chosen)[6]
+    assert verdict.startswith("not decided: model5 within reach with these seeds; one seed each with model6 (")
 
 
 def test_the_validation_slices_of_each_tested_run_are_summarized(tmp_path):

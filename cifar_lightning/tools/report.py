@@ -582,11 +582,14 @@ def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
         return [*cells, _pct(statistics.mean(bests[best])), str(len(bests[best])), "—", "no other model has a result"]
     nearest = min(against, key=lambda m: against[m][0])
     above = [m for m, (_, interval) in against.items() if interval and interval[1] < 0]
-    close = [m for m, (_, interval) in against.items() if not (interval and interval[0] > 0)]
+    close = [m for m, (_, interval) in against.items() if interval and interval[0] <= 0]
+    lone = [m for m, (_, interval) in against.items() if interval is None]
     if above:
         verdict = f"reversed: {', '.join(above)} higher"
-    elif close:
-        verdict = f"not decided: {', '.join(close)} within reach with these seeds"
+    elif close or lone:
+        reasons = [f"{', '.join(close)} within reach with these seeds"] if close else []
+        reasons += [f"one seed each with {', '.join(lone)}"] if lone else []
+        verdict = f"not decided: {'; '.join(reasons)}"
     else:
         verdict = "holds"
     missing = [m for m in STUDY if m not in bests]
