@@ -123,8 +123,13 @@ class Experiment:
         (resume is exact); under a schedule fitted to the length, the length counts too."""
         found = self.differences(config)
         if self.settings.get("model.lr_schedule", "constant") == "constant":
-            found = [d for d in found if d.split(" ", 1)[0] not in LENGTH]
+            found = [d for d in found if setting(d) not in LENGTH]
         return found
+
+
+def setting(difference: str) -> str:
+    """The setting a line of :meth:`Experiment.differences` is about, e.g. ``trainer.precision``."""
+    return difference.split(" ", 1)[0]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -22,6 +22,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.figures import curves_figure, samples_figure
 from cifar_lightning.runs.folders import Run, choose, model_runs
+from cifar_lightning.runs.identity import setting
 from cifar_lightning.tools.markdown import table
 from cifar_lightning.training.data import (
     CIFAR10_MEAN,
@@ -151,9 +152,7 @@ def stand_ins(runs: list[Run]) -> list[Run]:
     return [
         r
         for r in runs
-        if r.deviations
-        and r.precision == STAND_IN
-        and all(d.split(" ", 1)[0] == "trainer.precision" for d in r.deviations)
+        if r.deviations and r.precision == STAND_IN and all(setting(d) == "trainer.precision" for d in r.deviations)
     ]
 
 

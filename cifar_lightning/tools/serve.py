@@ -265,9 +265,7 @@ def serve(
         # LitServe handles a Ctrl-C itself once it serves, and stops its processes; one that reaches here came
         # while they were starting (the workers loading the model, the HTTP servers starting), and whichever
         # of them the signal did not end are still here (LitServe 0.2.19).
-        _stop(multiprocessing.active_children())
-        print("serve: stopped while starting, before it served", file=sys.stderr)
-        return 130
+        return _stopped_while_starting(multiprocessing.active_children())
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -275,11 +273,16 @@ def serve(
     # LitServe catches a Ctrl-C that lands while it starts an HTTP server process; the process it was starting is
     # not yet among those it stops, and would serve on after this one ended (LitServe 0.2.19)
     if lost := multiprocessing.active_children():
-        _stop(lost)
-        print("serve: stopped while starting, before it served", file=sys.stderr)
-        return 130
+        return _stopped_while_starting(lost)
     print("serve: stopped", file=sys.stderr)
     return 0
+
+
+def _stopped_while_starting(processes: list[multiprocessing.Process]) -> int:
+    """Stop what a cut-short start left running; the status of a start cut short by Ctrl-C."""
+    _stop(processes)
+    print("serve: stopped while starting, before it served", file=sys.stderr)
+    return 130
 
 
 def _stop(processes: list[multiprocessing.Process]) -> None:
