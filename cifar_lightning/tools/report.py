@@ -763,9 +763,10 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
         mean_text = " (mean over seeds)" if len(_best_vals(chosen[top])) > 1 else ""
         lines += [
             "",
-            f"Best validation accuracy among the study's models: **{top}** ({_pct(means[top])}{mean_text}); its "
-            f"test accuracy: **{test}**. The study's: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
-            f"test accuracy {_pct(STUDY[STUDY_BEST].test_acc)}.",
+            f"Highest validation accuracy among the study's models: **{top}** ({_pct(means[top])}{mean_text}); its "
+            f"test accuracy: **{test}**. The study's best: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
+            f"test accuracy {_pct(STUDY[STUDY_BEST].test_acc)}. Whether the highest is the best over seeds: "
+            '"The study\'s claims, tested".',
         ]
     return [*lines, ""]
 
