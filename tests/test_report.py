@@ -5,6 +5,7 @@ import statistics
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,13 @@ from cifar_lightning.runs.folders import Run
 from cifar_lightning.tools.report import LADDER, STUDY, write_report
 
 ONE_EPOCH = {"trainer": {"max_epochs": 1}}  # a run's config: with one logged epoch end, the run is complete
+
+
+def seed_runs(folder: Path, model: str, accs: list[float], **kw) -> list[Run]:
+    """One complete run of ``model`` per seed, with the given best validation accuracies, untested."""
+    return [Run(model, folder / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
+        "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None, **kw)
+        for i, acc in enumerate(accs)]  # fmt: skip
 
 
 def interrupted(model: str, folder: Path, val: float, test: float | None = None) -> Run:
@@ -326,10 +334,7 @@ def test_the_studys_claims_are_tested_with_intervals_over_seeds(tmp_path):
 
     from cifar_lightning.tools.report import _claims_section
 
-    def seeds(model: str, accs: list[float], **kw) -> list[Run]:
-        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
-            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None, **kw)
-            for i, acc in enumerate(accs)]  # fmt: skip
+    seeds = partial(seed_runs, tmp_path)
 
     model1, model2 = [0.70, 0.72, 0.71], [0.80, 0.78, 0.79, 0.81]
     chosen = {
@@ -395,10 +400,7 @@ def test_model4_is_the_best_only_when_its_interval_against_every_other_model_is_
 
     from cifar_lightning.tools.report import _best_model_row
 
-    def seeds(model: str, accs: list[float]) -> list[Run]:
-        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
-            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None)
-            for i, acc in enumerate(accs)]  # fmt: skip
+    seeds = partial(seed_runs, tmp_path)
 
     model2 = [0.80, 0.81, 0.79]
     chosen = {
@@ -420,10 +422,7 @@ def test_model4_is_the_best_only_when_its_interval_against_every_other_model_is_
 def test_a_model_with_one_seed_against_model4s_one_seed_is_named_apart_from_those_within_reach(tmp_path):
     from cifar_lightning.tools.report import _best_model_row
 
-    def seeds(model: str, accs: list[float]) -> list[Run]:
-        return [Run(model, tmp_path / f"{model}-{i}", {"seed_everything": i, **ONE_EPOCH}, {
-            "val/acc": [(9, acc)], "val/loss": [(9, 1.0)], "train/loss_epoch": [(9, 1.0)]}, None)
-            for i, acc in enumerate(accs)]  # fmt: skip
+    seeds = partial(seed_runs, tmp_path)
 
     chosen = {
         m: seeds(m, accs) for m, accs in {"model2": [0.80, 0.81, 0.79], "model4": [0.90], "model6": [0.60]}.items()
