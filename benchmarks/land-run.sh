@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Land finished, tested runs into results/: copy their folders without checkpoints, regenerate the report, copy
 # the report's study table into the README, and print each run's numbers and wall time for results/README.md.
-# Usage (from the repository that takes the results): benchmarks/land-run.sh LOG_DIR MODEL/VERSION ...
-#   e.g. benchmarks/land-run.sh ../longruns/lightning_logs model3/version_1 model6/version_0
+# Usage (from the repository that takes the results): [TIMINGS=LOG] benchmarks/land-run.sh LOG_DIR MODEL/VERSION ...
+#   e.g. TIMINGS=../longruns-ctl/timings.log benchmarks/land-run.sh ../longruns/lightning_logs model4/version_1
+# TIMINGS, the chains' log (cpu-runs.sh), counts the runs' pauses apart from their running time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOGS=$1
@@ -43,5 +44,5 @@ test = json.loads((run.path / "test_results.json").read_text())
 print(f"{run.path}: seed {run.seed}, {run.precision}, {run.epochs_done} epochs, best val {100 * acc:.2f}% "
       f"(loss {loss:.4f}) at epoch {epoch}, test {100 * test['test/acc']:.2f}%")
 PY
-  python benchmarks/val_curves.py "results/runs/$run" | grep -E "sittings" || true
+  python benchmarks/val_curves.py ${TIMINGS:+--timings "$TIMINGS"} "results/runs/$run" | grep -E "sittings" || true
 done
