@@ -563,16 +563,16 @@ def _one_seed_interval(difference: float, sample: list[float]) -> tuple[float, f
     return difference - half, difference + half
 
 
-def _study_means(chosen: dict[str, list[Run]]) -> dict[str, float]:
-    """Each study model's mean best validation accuracy over its faithful runs (models without them left out)."""
-    return {m: statistics.fmean(bests) for m in STUDY if (bests := _best_vals(chosen.get(m, [])))}
+def _study_best_vals(chosen: dict[str, list[Run]]) -> dict[str, list[float]]:
+    """Each study model's best validation accuracies over its faithful runs (models without them left out)."""
+    return {m: bests for m in STUDY if (bests := _best_vals(chosen.get(m, [])))}
 
 
 def _best_model_row(chosen: dict[str, list[Run]]) -> list[str]:
     """The study's best model against each other model with a result, as the claims above: it holds when every
     interval lies above zero, is reversed when one lies below; the interval shown is against the nearest rival."""
     best = STUDY_BEST
-    bests = {m: values for m in STUDY if (values := _best_vals(chosen.get(m, [])))}
+    bests = _study_best_vals(chosen)
     cells = [f"{best} is the best of the study's models", f"{best} against the rest", _pct(STUDY[best].best_val_acc)]
     if best not in bests:
         return [*cells, "—", "—", "—", f"{best} {_no_result(chosen.get(best, []))}"]
@@ -755,7 +755,7 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
     if untested:
         lines += ["", "Not tested: " + ", ".join(untested) + ". Test one with "]
         lines[-1] += "`python -m cifar_lightning test --config configs/MODEL.yaml` (it uses the best checkpoint)."
-    means = _study_means(chosen)
+    means = {m: statistics.fmean(bests) for m, bests in _study_best_vals(chosen).items()}
     if means:
         top = max(means, key=means.__getitem__)
         tests = [r.test["test/acc"] for r in _tested(chosen[top])]
