@@ -43,3 +43,21 @@ def test_resume_with_weight_averaging_is_exact(run_cli, tmp_path):
     for key in ("state_dict", "current_model_state"):
         for name, value in whole[key].items():
             assert torch.equal(value, resumed[key][name]), (key, name)
+
+
+def test_an_averaged_run_fits_tests_and_predicts_without_warnings_not_the_users_to_act_on(run_cli, tmp_path, recwarn):
+    """Lightning warns when a run with weight averaging is tested (its checkpoint already holds the averaged
+    weights), when the module has a ``configure_model`` hook (this one shards nothing), and when predict's loader
+    has no batch indices (the prediction CSV goes by file order): none of it is the user's to act on."""
+    from PIL import Image
+
+    assert run_cli(*FIT[:2], "--trainer.max_epochs=1", "--trainer.limit_train_batches=4", *EMA) == 0
+    assert run_cli("test", "--config=configs/model1.yaml", *EMA) == 0
+    images = tmp_path / "mine"
+    images.mkdir()
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(images / "red.png")
+    assert run_cli("predict", "--config=configs/model1.yaml", f"--data.predict_path={images}", *EMA) == 0
+    assert (tmp_path / "predictions.csv").read_text().count("red.png") == 1
+    said = [str(w.message) for w in recwarn]
+    for text in ("WeightAveraging", "batch indices"):
+        assert not [s for s in said if text in s], "\n".join(said)

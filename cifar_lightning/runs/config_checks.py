@@ -112,6 +112,12 @@ NOISE = (
     "`weights_only` was not set",
     "exists and is not empty",
     "args parameter is intended to run from within Python",  # study and sweep pass args on purpose
+    # Weight averaging: the classifier's configure_model makes no layers to shard, and a tested or predicting
+    # run's checkpoint already holds the averaged weights in its state_dict.
+    "WeightAveraging doesn't support sharding",
+    "WeightAveraging state cannot be restored",
+    # The prediction CSV follows the order of the files, not Lightning's batch indices.
+    "Couldn't infer the batch indices",
 )
 
 
