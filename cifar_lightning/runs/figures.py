@@ -41,7 +41,8 @@ def curves_figure(
         ax.set_ylabel(label)
         ax.set_title(f"{model}: {label}")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7 if several else None)
+        if ax.get_legend_handles_labels()[0]:  # a run whose event files hold nothing readable draws no line
+            ax.legend(fontsize=7 if several else None)
     return fig
 
 
