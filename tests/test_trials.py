@@ -160,6 +160,28 @@ def test_a_bad_search_space_is_one_error_naming_the_file_and_key(run_cli, tmp_pa
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize(
+    ("space", "first", "last"),
+    [
+        (None, "error: search space space.yaml does not exist", "pass a YAML file such as configs/sweeps/model4.yaml"),
+        (
+            "model.dropout: {uniform: [0.0, 0.5]\n",
+            "error: cannot read space.yaml (ParserError at line 2",
+            "repair the search space",
+        ),
+    ],
+    ids=["missing", "not-yaml"],
+)
+def test_a_search_space_that_cannot_be_read_is_one_error_about_the_space(run_cli, tmp_path, capsys, space, first, last):
+    pytest.importorskip("ray.tune", reason="the tune extra: pip install -e '.[tune]'")
+    if space is not None:
+        (tmp_path / "space.yaml").write_text(space)
+    assert package_main(["sweep", "--config=configs/model1.yaml", "--space=space.yaml"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(first) and err.endswith(last) and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 def test_a_mistyped_key_in_the_space_fails_before_any_trial(run_cli, tmp_path, capsys):
     pytest.importorskip("ray.tune", reason="the tune extra: pip install -e '.[tune]'")
     (tmp_path / "space.yaml").write_text("model.dropuot: {uniform: [0.0, 0.5]}\n")

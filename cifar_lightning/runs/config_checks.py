@@ -14,6 +14,7 @@ from jsonargparse import Namespace
 from jsonargparse.typing import restricted_number_type
 
 from cifar_lightning.errors import CifarError
+from cifar_lightning.runs.folders import parse_problem
 
 MAX_SEED = 2**32 - 1  # numpy's largest seed, which Lightning's seed_everything also seeds
 Seed = restricted_number_type("Seed", int, [(">=", 0), ("<=", MAX_SEED)])  # the type of every command's seed
@@ -98,9 +99,7 @@ def broken_config_file(argv: list[str]) -> str | None:
         try:
             yaml.safe_load(Path(value).read_text())
         except (yaml.YAMLError, UnicodeDecodeError) as err:
-            where = getattr(err, "problem_mark", None)
-            line = f" at line {where.line + 1}" if where is not None else ""
-            return f"config file {value} is not valid YAML{line}: {getattr(err, 'problem', None) or err}"
+            return f"config file {value} is not valid YAML{parse_problem(err)}"
     return None
 
 

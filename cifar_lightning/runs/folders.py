@@ -68,19 +68,26 @@ def run_of(checkpoint: Path) -> Path | None:
     return None
 
 
-def read_file(path: Path, parse: Any, mapping: bool = True) -> Any:
-    """A run's YAML or JSON file, or None if absent; a damaged one (or, with ``mapping``, one that does not hold a
-    mapping) is one error naming it."""
+def parse_problem(err: Exception) -> str:
+    """What a YAML or JSON parser found wrong, with the line where it knows it, to follow what failed to parse:
+    `` at line 3: mapping values are not allowed here``."""
+    mark = getattr(err, "problem_mark", None)
+    line = mark.line + 1 if mark is not None else getattr(err, "lineno", None)
+    what = getattr(err, "problem", None) or getattr(err, "msg", None) or str(err)
+    return f" at line {line}: {what}" if line else f": {what}"
+
+
+def read_file(path: Path, parse: Any, mapping: bool = True, fix: str = "repair it or move its run folder away") -> Any:
+    """A YAML or JSON file (a run's, unless ``fix`` says what else to do), or None if absent; a damaged one (or,
+    with ``mapping``, one that does not hold a mapping) is one error naming it."""
     if not path.is_file():
         return None
     try:
         found = parse(path.read_text())
     except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CifarError(f"cannot read {path} ({type(err).__name__}): repair it or move its run folder away") from None
+        raise CifarError(f"cannot read {path} ({type(err).__name__}{parse_problem(err)}): {fix}") from None
     if mapping and found is not None and not isinstance(found, dict):
-        raise CifarError(
-            f"cannot read {path} (a {type(found).__name__}, not a mapping): repair it or move its run folder away"
-        )
+        raise CifarError(f"cannot read {path} (a {type(found).__name__}, not a mapping): {fix}")
     return found
 
 

@@ -29,7 +29,10 @@ def read_space(path: Path) -> dict[str, Any]:
     e.g. ``model.dropout: {uniform: [0.0, 0.5]}`` or ``data.batch_size: {choice: [32, 64, 128]}``."""
     from ray import tune
 
-    raw = read_file(path, yaml.safe_load, mapping=False)
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise CifarError(f"search space {path} {problem}: pass a YAML file such as configs/sweeps/model4.yaml")
+    raw = read_file(path, yaml.safe_load, mapping=False, fix="repair the search space")
     if not isinstance(raw, dict) or not raw:
         raise CifarError(f"search space {path}: expected a mapping of config keys to {{distribution: [arguments]}}")
     space = {}
