@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.runs.folders import BEST_PATTERN, LAST
 
 
@@ -20,7 +20,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     """``torch.load(weights_only=True)``: a checkpoint cannot run code; a bad file is one CifarError."""
     path = Path(path)
     if not path.is_file():
-        raise CifarError(f"checkpoint {path} does not exist")
+        raise CifarError(f"checkpoint {path} {not_a_file(path)}")
     try:
         checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:

@@ -22,7 +22,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.runs import folders
 from cifar_lightning.runs.callbacks import CtrlC, PredictionWriter, TensorBoardFigures, TestResults
 from cifar_lightning.runs.checkpoints import (
@@ -246,7 +246,7 @@ def resolved_config(config: str | Path | None, extra: tuple[str, ...] = ()) -> d
     """The settings ``fit --config config *extra`` resolves to (no config: the package's defaults), from the CLI's
     own parse (``--print_config``): nothing runs or is written, and options in ``extra`` count."""
     if config is not None and not Path(config).is_file():
-        raise CifarError(f"config {config} does not exist: pass a file from configs/")
+        raise CifarError(f"config {config} {not_a_file(config)}: pass a file from configs/")
     mtime = Path(config).stat().st_mtime_ns if config is not None else 0
     return _parsed(None if config is None else str(config), mtime, Path.cwd(), extra)
 

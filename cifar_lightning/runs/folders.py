@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.runs.identity import DEFAULT_OPTIMIZER, Experiment, precision
 from cifar_lightning.training.data import TRAIN_SIZE, VAL_SIZE
 
@@ -315,7 +315,7 @@ def resolve_checkpoint(
     (:func:`find_checkpoint`), or the file given. What is not there is an error (None with ``missing_ok``)."""
     if ckpt not in ("best", "last"):
         if not Path(ckpt).is_file():
-            raise CifarError(f"checkpoint {ckpt} does not exist: pass a .ckpt file, best or last")
+            raise CifarError(f"checkpoint {ckpt} {not_a_file(ckpt)}: pass a .ckpt file, best or last")
         return Path(ckpt), None
     found = find_checkpoint(save_dir, name, ckpt, seed, experiment, resume)
     if found is None and not missing_ok:

@@ -23,7 +23,7 @@ import numpy as np
 from jsonargparse.typing import NonNegativeFloat, PositiveInt, restricted_number_type
 from PIL import UnidentifiedImageError
 
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.training.data import CLASSES
 
@@ -248,7 +248,7 @@ def serve(
     else:
         path = Path(model)
     if not path.is_file():
-        raise CifarError(f"{path} does not exist: pass an exported .onnx file or a checkpoint")
+        raise CifarError(f"{path} {not_a_file(path)}: pass an exported .onnx file or a checkpoint")
     check_model(path)  # a bad file fails here, with a one-line error, not in a worker process
     check_address(host, port)
     # SIGTERM (a process manager, kill) takes LitServe's Ctrl-C path, which stops its worker processes too;

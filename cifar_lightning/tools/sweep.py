@@ -13,7 +13,7 @@ import yaml
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 
 from cifar_lightning.atomic import atomic_write, in_folder, make_folder
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import model_runs, read_file
@@ -30,8 +30,7 @@ def read_space(path: Path) -> dict[str, Any]:
     from ray import tune
 
     if not path.is_file():
-        problem = "is a folder" if path.is_dir() else "does not exist"
-        raise CifarError(f"search space {path} {problem}: pass a YAML file such as configs/sweeps/model4.yaml")
+        raise CifarError(f"search space {path} {not_a_file(path)}: pass a YAML file such as configs/sweeps/model4.yaml")
     raw = read_file(path, yaml.safe_load, mapping=False, fix="repair the search space")
     if not isinstance(raw, dict) or not raw:
         raise CifarError(f"search space {path}: expected a mapping of config keys to {{distribution: [arguments]}}")
