@@ -40,6 +40,18 @@ def test_export_takes_pixels_gives_probabilities_and_matches_the_checkpoint(trai
     assert not list(trained.rglob(".model1.onnx.*"))
 
 
+def test_a_checkpoint_in_its_run_folder_exports_with_the_runs_own_config(trained, data_dir, capsys):
+    ckpt = next((trained / "lightning_logs/model1/version_0/checkpoints").glob("epoch=*"))
+    assert package_main(["export", f"--ckpt_path={ckpt}", f"--data.data_dir={data_dir}"]) == 0
+    meta = {p.key: p.value for p in onnx.load(trained / "model1.onnx").metadata_props}
+    assert meta["config"] == (ckpt.parents[1] / "config.yaml").read_text() and meta["checkpoint"] == str(ckpt)
+    (trained / "loose.ckpt").write_bytes(ckpt.read_bytes())  # outside a run folder: no config to go by
+    capsys.readouterr()
+    assert package_main(["export", "--ckpt_path=loose.ckpt", f"--data.data_dir={data_dir}", "--output=loose.onnx"]) == 1
+    assert capsys.readouterr().err.startswith("error: export needs --config, the config the checkpoint was trained")
+    assert not (trained / "loose.onnx").exists()
+
+
 def test_every_way_out_of_the_package_gives_the_lightning_modules_probabilities(trained, data_dir, tmp_path, run_cli):
     """The wrapper in PyTorch, onnxruntime on the exported file and ``predict`` on image files, against the
     LightningModule's own softmax on the same images (patterned so that a transposed, mirrored or channel-swapped

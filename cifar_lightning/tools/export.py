@@ -21,7 +21,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs.checkpoints import load_checkpoint
 from cifar_lightning.runs.cli import config_location, experiment
 from cifar_lightning.runs.config_checks import Seed
-from cifar_lightning.runs.folders import resolve_checkpoint
+from cifar_lightning.runs.folders import CONFIG_FILE, resolve_checkpoint, run_of
 from cifar_lightning.training.data import CIFAR10_MEAN, CIFAR10_STD, CLASSES, NPZ_NAME, VAL_SIZE, load_npz
 
 TOLERANCE = 1e-4
@@ -80,14 +80,21 @@ def export(
     """Write an ONNX model of a checkpoint and check it against the checkpoint on the validation images.
 
     Args:
-        config: the config the checkpoint was trained with (names its runs and its data).
+        config: the config the checkpoint was trained with (names its runs and its data); default: the
+            ``config.yaml`` of the run folder a checkpoint file sits in.
         ckpt_path: a checkpoint file, or ``best``/``last`` of the config's runs with ``seed``.
         output: the ``.onnx`` file to write, or a folder to write ``<model>.onnx`` in (as ``cp`` does).
         seed: which seed's run ``best``/``last`` mean.
         data_dir: the folder with ``cifar10.npz`` for the check (default: the checkpoint's own data folder).
     """
     if not config:
-        raise CifarError("export needs --config: the config the checkpoint was trained with, e.g. configs/model4.yaml")
+        run = run_of(Path(ckpt_path)) if ckpt_path not in ("best", "last") else None
+        if run is None or not (run / CONFIG_FILE).is_file():
+            raise CifarError(
+                "export needs --config, the config the checkpoint was trained with (e.g. configs/model4.yaml), "
+                "unless --ckpt_path is a checkpoint file in its run folder (MODEL/version_N/checkpoints/)"
+            )
+        config = str(run / CONFIG_FILE)
     try:
         import onnx
         import onnxruntime
