@@ -28,7 +28,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import LAST, Run, best_in, model_runs
-from cifar_lightning.tools.trials import enter, ray_module, run_config, start
+from cifar_lightning.tools.trials import enter, ray_module, run_config, sigterm_as_ctrl_c, start
 
 
 def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
@@ -125,7 +125,8 @@ def study_trials(
             param_space={"pair": tune.grid_search(grid)},
             run_config=run_config("study", cli.config_location(pairs[0][0], tuple(extra))[0]),
         )
-        results = tuner.fit()
+        with sigterm_as_ctrl_c():
+            results = tuner.fit()
     finally:
         if started:
             ray.shutdown()

@@ -18,7 +18,7 @@ from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import model_runs, read_file
 from cifar_lightning.tools.markdown import table
-from cifar_lightning.tools.trials import enter, ray_module, run_config, start
+from cifar_lightning.tools.trials import enter, ray_module, run_config, sigterm_as_ctrl_c, start
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 REPORT_METRICS = {"val_acc": "val/acc", "val_loss": "val/loss"}  # Tune's names (no '/') for Lightning's
@@ -238,7 +238,8 @@ def sweep(
             ),
             run_config=run_config(name, save_dir),
         )
-        results = tuner.fit()
+        with sigterm_as_ctrl_c():
+            results = tuner.fit()
     finally:
         if started:
             ray.shutdown()

@@ -7,8 +7,11 @@ one machine or a cluster (whose nodes must see the repository at the same path),
 died; a restarted study trial resumes its run from ``last.ckpt``. Needs ``pip install -e '.[tune]'``.
 """
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,18 @@ def start(address: str | None, gpus_per_trial: float | None) -> tuple[bool, floa
     if gpus_per_trial is None:
         gpus_per_trial = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
     return started, gpus_per_trial
+
+
+@contextlib.contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM (``kill``, a scheduler's time limit) takes Ray Tune's Ctrl-C path: the trials stop, the state is
+    saved and the command says how to continue. Left to the handler ``ray.init`` installs in this process, it
+    printed a stack dump and ended the process at once (ray 2.60)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def enter(root: str, cpus: float) -> None:
