@@ -15,8 +15,9 @@ MODEL1 = str(CONFIG_DIR / "model1.yaml")
         (["test", f"--config={MODEL1}", "--ckpt_path={}"], "error: checkpoint {}", ": pass a .ckpt file, best or last"),
         (["study", "--configs={}", "--seeds=0"], "error: config {}", ": pass a file from configs/"),
         (["serve", "--model={}"], "error: {}", ": pass an exported .onnx file or a checkpoint"),
+        (["data", "--archive={}"], "error: {}", ": pass the cifar-10-python.tar.gz of the CIFAR-10 site"),
     ],
-    ids=["checkpoint", "config", "served-model"],
+    ids=["checkpoint", "config", "served-model", "archive"],
 )
 @pytest.mark.parametrize(("name", "problem"), [("a-folder", "is a folder, not a file"), ("nothing", "does not exist")])
 def test_a_folder_or_nothing_where_a_file_belongs_is_one_error_saying_which(

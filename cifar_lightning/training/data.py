@@ -23,7 +23,7 @@ from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import check_integrity
 
 from cifar_lightning.atomic import atomic_write
-from cifar_lightning.errors import CifarError
+from cifar_lightning.errors import CifarError, not_a_file
 from cifar_lightning.training import augment
 from cifar_lightning.training.images import nchw
 
@@ -85,7 +85,7 @@ def download_cifar10(data_dir: str | Path, dataset: type[CIFAR10] = CIFAR10, arc
     """
     data_dir = Path(data_dir)
     if archive is not None and not check_integrity(str(archive), dataset.tgz_md5):
-        problem = "does not exist" if not Path(archive).is_file() else "is not the official archive (MD5 mismatch)"
+        problem = not_a_file(archive) if not Path(archive).is_file() else "is not the official archive (MD5 mismatch)"
         raise CifarError(f"{archive} {problem}: pass the cifar-10-python.tar.gz of the CIFAR-10 site")
     created = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
