@@ -7,6 +7,7 @@ An unreadable, oversized or malformed upload gets a 4xx with a message and the s
 """
 
 import _thread
+import contextlib
 import functools
 import io
 import json
@@ -16,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +258,7 @@ def serve(
     # processes are forked with these handlers (see _interrupt); the inference workers are spawned, and ignore
     # Ctrl-C in ClassifierAPI.setup.
     stop = functools.partial(_interrupt, os.getpid())
+    before = _child_pids()  # a caller's own processes are not serve's to stop
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
     previous_hook, sys.unraisablehook = sys.unraisablehook, functools.partial(_deliver_again, sys.unraisablehook, stop)
     try:
@@ -265,24 +268,65 @@ def serve(
         # LitServe handles a Ctrl-C itself once it serves, and stops its processes; one that reaches here came
         # while they were starting (the workers loading the model, the HTTP servers starting), and whichever
         # of them the signal did not end are still here (LitServe 0.2.19).
-        return _stopped_while_starting(multiprocessing.active_children())
+        return _stopped_while_starting(before)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         sys.unraisablehook = previous_hook
     # LitServe catches a Ctrl-C that lands while it starts an HTTP server process; the process it was starting is
     # not yet among those it stops, and would serve on after this one ended (LitServe 0.2.19)
-    if lost := multiprocessing.active_children():
-        return _stopped_while_starting(lost)
+    if multiprocessing.active_children() or _unrecorded(before):
+        return _stopped_while_starting(before)
     print("serve: stopped", file=sys.stderr)
     return 0
 
 
-def _stopped_while_starting(processes: list[multiprocessing.Process]) -> int:
+def _stopped_while_starting(before: set[int]) -> int:
     """Stop what a cut-short start left running; the status of a start cut short by Ctrl-C."""
-    _stop(processes)
+    _stop(multiprocessing.active_children())
+    _end(_unrecorded(before))
     print("serve: stopped while starting, before it served", file=sys.stderr)
     return 130
+
+
+def _child_pids() -> set[int]:
+    """The living child processes of this one, read from /proc (none where there is no /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, parent = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended while being read
+        if int(parent) == os.getpid() and state != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _unrecorded(before: set[int]) -> set[int]:
+    """Processes serve started that multiprocessing does not know of: one forked in the instant a signal cut
+    its start short, before multiprocessing recorded it (Python 3.11), serves on unless stopped here.
+    multiprocessing's resource tracker is left to end with this process, as it does."""
+    from multiprocessing import resource_tracker
+
+    known = {p.pid for p in multiprocessing.active_children()}
+    tracker = getattr(resource_tracker._resource_tracker, "_pid", None)  # no public way to ask (Python 3.11)
+    return _child_pids() - before - known - {tracker}
+
+
+def _end(pids: set[int]) -> None:
+    """SIGTERM to each process, SIGKILL to any still there 10 s later; each is reaped."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    break
+                time.sleep(0.05)
 
 
 def _stop(processes: list[multiprocessing.Process]) -> None:
