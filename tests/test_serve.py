@@ -339,16 +339,27 @@ def test_a_model_with_our_inputs_outputs_and_classes_passes_the_check(tmp_path):
     check_model(tmp_path / "ours.onnx")  # no error: what the check asks of a model is all the server needs
 
 
-@pytest.mark.parametrize("ending", ["interrupted", "returned"])
-def test_a_process_forked_before_multiprocessing_recorded_it_is_stopped(tmp_path, capsys, monkeypatch, ending):
-    """A signal that cuts a start short in the instant after a fork leaves a child multiprocessing never recorded:
-    serve stops it too, and no process of its caller's."""
+def _serve_with(server: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    """``serve`` of a valid model with LitServe's server replaced by ``server``; its exit status."""
     import json
 
     from cifar_lightning.__main__ import main as package_main
     from cifar_lightning.tools import serve
     from cifar_lightning.training.data import CLASSES
 
+    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
+    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
+    monkeypatch.setattr(serve, "build_server", lambda *args: server)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"])
+
+
+@pytest.mark.parametrize("ending", ["interrupted", "returned"])
+def test_a_process_forked_before_multiprocessing_recorded_it_is_stopped(tmp_path, capsys, monkeypatch, ending):
+    """A signal that cuts a start short in the instant after a fork leaves a child multiprocessing never recorded:
+    serve stops it too, and no process of its caller's."""
     theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # the caller's own child
     forked = []
 
@@ -362,14 +373,8 @@ def test_a_process_forked_before_multiprocessing_recorded_it_is_stopped(tmp_path
             if ending == "interrupted":
                 raise KeyboardInterrupt
 
-    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
-    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
-    monkeypatch.setattr(serve, "build_server", lambda *args: Unrecorded())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     try:
-        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"]) == 130
+        assert _serve_with(Unrecorded(), tmp_path, monkeypatch) == 130
         assert capsys.readouterr().err.endswith("serve: stopped while starting, before it served\n")
         with pytest.raises(ChildProcessError):  # ended, and reaped by serve
             os.waitpid(forked[0], os.WNOHANG)
@@ -385,12 +390,6 @@ def test_a_process_forked_before_multiprocessing_recorded_it_is_stopped(tmp_path
 def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, capsys, monkeypatch):
     """LitServe returns from a Ctrl-C that landed while it was starting an HTTP server process without stopping
     that process: serve stops whatever it left, and says it was stopped while starting."""
-    import json
-
-    from cifar_lightning.__main__ import main as package_main
-    from cifar_lightning.tools import serve
-    from cifar_lightning.training.data import CLASSES
-
     started = []
 
     class Lost:
@@ -399,14 +398,8 @@ def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, c
             process.start()
             started.append(process)
 
-    TensorProto = pytest.importorskip("onnx", reason="the export extra: pip install -e '.[export]'").TensorProto
-    _onnx_model(tmp_path / "ours.onnx", "images", TensorProto.UINT8, json.dumps(CLASSES))
-    monkeypatch.setattr(serve, "build_server", lambda *args: Lost())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     try:
-        assert package_main(["serve", f"--model={tmp_path / 'ours.onnx'}", f"--port={port}"]) == 130
+        assert _serve_with(Lost(), tmp_path, monkeypatch) == 130
         assert capsys.readouterr().err.endswith("serve: stopped while starting, before it served\n")
         assert started and not started[0].is_alive()
         assert not multiprocessing.active_children()
