@@ -16,19 +16,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
 
-def _spans(run: str | Path) -> list[tuple[float, float, int]]:
+def spans(run: str | Path) -> list[tuple[float, float, int]]:
     """(first, last) wall time and writing process id of each event file in the run folder, in written order."""
-    spans = []
+    found = []
     for path in Path(run).glob("events.out.tfevents.*"):
         times = [event.wall_time for event in EventFileLoader(str(path)).Load()]
         if times:
-            spans.append((min(times), max(times), int(path.name.split(".")[-2])))  # ...<host>.<pid>.<n>
-    return sorted(spans)
-
-
-def sittings(run: str | Path) -> list[tuple[float, float]]:
-    """(first, last) wall time of each event file in the run folder, in the order they were written."""
-    return [(first, last) for first, last, _ in _spans(run)]
+            found.append((min(times), max(times), int(path.name.split(".")[-2])))  # ...<host>.<pid>.<n>
+    return sorted(found)
 
 
 def pauses(timings: str | Path) -> list[tuple[float, float, int]]:
@@ -50,11 +45,11 @@ def pauses(timings: str | Path) -> list[tuple[float, float, int]]:
     return found
 
 
-def paused_seconds(spans: list[tuple[float, float, int]], stops: list[tuple[float, float, int]]) -> float:
+def paused_seconds(sittings: list[tuple[float, float, int]], stops: list[tuple[float, float, int]]) -> float:
     """The part of the sittings their processes spent stopped."""
     return sum(
         max(0.0, min(last, end) - max(first, start))
-        for first, last, pid in spans
+        for first, last, pid in sittings
         for start, end, stopped in stops
         if stopped == pid
     )
@@ -72,12 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         accs = " ".join(f"{100 * e.value:.1f}" for e in events.Scalars("val/acc"))
         ends = [e.wall_time for e in events.Scalars("train/loss_epoch")]
         seconds = " ".join(f"{b - a:.0f}" for a, b in zip(ends, ends[1:], strict=False))
-        spans = _spans(run)
-        taken = sum(last - first for first, last, _ in spans)
+        sittings = spans(run)
+        taken = sum(last - first for first, last, _ in sittings)
         print(f"{run}: val/acc % by epoch {accs}; s between epoch ends {seconds}")
-        line = f"{run}: {taken / 3600:.2f} h ({taken:.0f} s) of fit, test and validate in {len(spans)} sittings"
+        line = f"{run}: {taken / 3600:.2f} h ({taken:.0f} s) of fit, test and validate in {len(sittings)} sittings"
         if args.timings:
-            stopped = paused_seconds(spans, stops)
+            stopped = paused_seconds(sittings, stops)
             line += f", of which {stopped / 60:.0f} min paused: {(taken - stopped) / 3600:.2f} h running"
         print(line)
 

@@ -21,7 +21,7 @@ def test_the_time_between_sittings_is_not_counted(tmp_path, capsys):
     write_sitting(tmp_path, 1000.0, {99: (1100.0, 0.5), 199: (1200.0, 0.6)})
     write_sitting(tmp_path, 90000.0, {299: (90150.0, 0.7)})  # continued the next day
 
-    assert val_curves.sittings(tmp_path) == [(1000.0, 1200.0), (90000.0, 90150.0)]
+    assert val_curves.spans(tmp_path) == [(1000.0, 1200.0, 1), (90000.0, 90150.0, 1)]
     val_curves.main([str(tmp_path)])
     curves, taken = capsys.readouterr().out.splitlines()
     assert "val/acc % by epoch 50.0 60.0 70.0" in curves
