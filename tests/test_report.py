@@ -504,7 +504,8 @@ def test_runs_of_other_settings_are_shown_as_what_they_are_and_never_set_against
         assert tested[2] == status
         assert tested[5:7] == (["83.01%", f"{83 - 83.01:+.2f} pp"] if study else ["—", "—"])
         # the highest value is not called the best: that is the claims section's verdict over seeds
-        highest = "Highest validation accuracy among the study's models: **model4** (85.00% (mean over seeds))"
+        highest = "Highest validation accuracy among the study's models: **model4** (85.00%, mean of 2 seeds); "
+        highest += "its test accuracy: **84.00%**, mean of 2 seeds."
         assert (highest in text) == study and ("Best validation accuracy among" not in text)
 
     # one seed stopped early: its runs are not a result, and a lone finished seed has no spread to show

@@ -87,6 +87,11 @@ def _pct(x: float | None) -> str:
     return "—" if x is None or math.isnan(x) else f"{100 * x:.2f}%"
 
 
+def _mean_of(seeds: int) -> str:
+    """What a number stands for where it may be one run's or several seeds' mean."""
+    return f", mean of {seeds} seeds" if seeds > 1 else ""
+
+
 def _section(title: str, about: list[str], header: list[str], rows: list[list[Any]]) -> list[str]:
     """A report section: its heading, the lines that say what it shows, its table; nothing without rows."""
     if not rows:
@@ -759,12 +764,12 @@ def _test_section(chosen: dict[str, list[Run]], runs: dict[str, list[Run]]) -> l
     if means:
         top = max(means, key=means.__getitem__)
         tests = [r.test["test/acc"] for r in _tested(chosen[top])]
-        test = _pct(spread(tests)[0]) if tests else "not tested"
-        mean_text = " (mean over seeds)" if len(_best_vals(chosen[top])) > 1 else ""
+        test = f"**{_pct(spread(tests)[0])}**{_mean_of(len(tests))}" if tests else "not tested"
         lines += [
             "",
-            f"Highest validation accuracy among the study's models: **{top}** ({_pct(means[top])}{mean_text}); its "
-            f"test accuracy: **{test}**. The study's best: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
+            f"Highest validation accuracy among the study's models: **{top}** ({_pct(means[top])}"
+            f"{_mean_of(len(_best_vals(chosen[top])))}); its test accuracy: {test}. "
+            f"The study's best: {STUDY_BEST} ({_pct(STUDY[STUDY_BEST].best_val_acc)}), "
             f"test accuracy {_pct(STUDY[STUDY_BEST].test_acc)}. Whether the highest is the best over seeds: "
             '"The study\'s claims, tested".',
         ]
