@@ -28,7 +28,7 @@ from cifar_lightning.errors import CifarError
 from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import LAST, Run, best_in, model_runs
-from cifar_lightning.tools.trials import enter, ray_module, run_config, sigterm_as_ctrl_c, start
+from cifar_lightning.tools.trials import enter, fit, ray_session, run_config, tune_module
 
 
 def plan(config: Path, seed: int, extra: list[str]) -> tuple[str, Run | None]:
@@ -113,11 +113,8 @@ def study_trials(
     address: str | None,
 ) -> int:
     """Every (config, seed) as a Ray Tune trial; returns 0 when all of them were fitted and tested."""
-    ray = ray_module()
-    from ray import tune
-
-    started, gpus = start(address, gpus_per_trial)
-    try:
+    tune = tune_module()
+    with ray_session(address, gpus_per_trial) as gpus:
         trainable = tune.with_parameters(study_trial, root=os.getcwd(), epochs=epochs, extra=extra, cpus=cpus_per_trial)
         grid = [{"config": str(config), "seed": seed} for config, seed in pairs]
         tuner = tune.Tuner(
@@ -125,11 +122,7 @@ def study_trials(
             param_space={"pair": tune.grid_search(grid)},
             run_config=run_config("study", cli.config_location(pairs[0][0], tuple(extra))[0]),
         )
-        with sigterm_as_ctrl_c():
-            results = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
+        results = fit(tuner)
     # a trial reports once, when its run is fitted and tested: one without a report was stopped (Ctrl-C)
     unfinished = [r for r in results if r.error is not None or "run" not in (r.metrics or {})]
     for result in unfinished:

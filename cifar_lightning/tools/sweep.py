@@ -18,7 +18,7 @@ from cifar_lightning.runs import cli
 from cifar_lightning.runs.config_checks import Seed
 from cifar_lightning.runs.folders import model_runs, read_file
 from cifar_lightning.tools.markdown import table
-from cifar_lightning.tools.trials import enter, ray_module, run_config, sigterm_as_ctrl_c, start
+from cifar_lightning.tools.trials import enter, fit, ray_session, run_config, tune_module
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 REPORT_METRICS = {"val_acc": "val/acc", "val_loss": "val/loss"}  # Tune's names (no '/') for Lightning's
@@ -194,8 +194,7 @@ def sweep(
         args: more options for every trial's fit, as one string.
         out: the file to write the best config to, or a folder for ``best.yaml`` (default: the trials' folder).
     """
-    ray = ray_module()
-    from ray import tune
+    tune = tune_module()
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
 
@@ -214,8 +213,7 @@ def sweep(
     if out:
         make_folder(target.parent, f"--out {out}")  # now, not after the trials
     epochs_here = epochs or configured_epochs
-    started, gpus = start(address, gpus_per_trial)
-    try:
+    with ray_session(address, gpus_per_trial) as gpus:
         trainable = tune.with_parameters(
             sweep_trial,
             root=os.getcwd(),
@@ -238,11 +236,7 @@ def sweep(
             ),
             run_config=run_config(name, save_dir),
         )
-        with sigterm_as_ctrl_c():
-            results = tuner.fit()
-    finally:
-        if started:
-            ray.shutdown()
+        results = fit(tuner)
     rows = trial_table(results, list(domains))
     if rows[0]["val/acc"] is None:
         raise CifarError(f"no trial of sweep {name} reported a validation accuracy: see the errors above")

@@ -21,38 +21,44 @@ INSTALL = "pip install -e '.[tune]'"
 RETRIES = 2  # times Ray restarts a trial that died before giving up on it
 
 
-def ray_module() -> Any:
-    """Ray, or one error saying how to install it."""
+def tune_module() -> Any:
+    """Ray Tune, or one error saying how to install it."""
     try:
-        import ray
-        from ray import tune  # noqa: F401
+        from ray import tune
     except ImportError:
         raise CifarError(f"running trials in parallel needs Ray Tune: {INSTALL} (or pass --parallel false)") from None
-    return ray
+    return tune
 
 
-def start(address: str | None, gpus_per_trial: float | None) -> tuple[bool, float]:
-    """Join ``address`` or start a Ray of this machine; returns (whether we started it, GPU share per trial)."""
-    ray = ray_module()
+@contextlib.contextmanager
+def ray_session(address: str | None, gpus_per_trial: float | None) -> Iterator[float]:
+    """Join ``address`` or start a Ray of this machine for the length of a command (shut down after it, if we
+    started it); yields the GPU share per trial."""
+    tune_module()
+    import ray
+
     started = not ray.is_initialized()
     if started:
         # Ray runs its workers at nice 15 so that they yield to the machine's other work; here the trials are
         # the work, and at nice 15 anything else running starves them.
         os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
-    if gpus_per_trial is None:
-        gpus_per_trial = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-    return started, gpus_per_trial
+    try:
+        if gpus_per_trial is None:
+            gpus_per_trial = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        yield gpus_per_trial
+    finally:
+        if started:
+            ray.shutdown()
 
 
-@contextlib.contextmanager
-def sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM (``kill``, a scheduler's time limit) takes Ray Tune's Ctrl-C path: the trials stop, the state is
-    saved and the command says how to continue. Left to the handler ``ray.init`` installs in this process, it
-    printed a stack dump and ended the process at once (ray 2.60)."""
+def fit(tuner: Any) -> Any:
+    """``tuner.fit()`` with SIGTERM (``kill``, a scheduler's time limit) on Ray Tune's Ctrl-C path: the trials
+    stop, the state is saved and the command says how to continue. Left to the handler ``ray.init`` installs in
+    this process, it printed a stack dump and ended the process at once (ray 2.60)."""
     previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     try:
-        yield
+        return tuner.fit()
     finally:
         signal.signal(signal.SIGTERM, previous)
 
