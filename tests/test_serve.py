@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -385,6 +386,24 @@ def test_a_process_forked_before_multiprocessing_recorded_it_is_stopped(tmp_path
                 os.kill(pid, signal.SIGKILL)
         theirs.kill()
         theirs.wait()
+
+
+def test_a_signal_inside_a_finalizer_multiprocessing_was_building_prints_no_traceback(tmp_path, capsys, monkeypatch):
+    """A signal that lands in ``Finalize.__init__`` as a process is forked leaves an unregistered finalizer that
+    fails when its process object goes: serve stops as for any signal while starting, without that traceback."""
+    reported = []
+    monkeypatch.setattr(sys, "unraisablehook", reported.append)  # where serve passes what it does not handle
+
+    class CutShort:
+        def run(self, **kwargs) -> None:
+            popen = type("Popen", (), {})()
+            finalizer = multiprocessing.util.Finalize.__new__(multiprocessing.util.Finalize)
+            finalizer._weakref = weakref.ref(popen, finalizer)  # Finalize.__init__'s first step, then the signal
+            raise KeyboardInterrupt
+
+    assert _serve_with(CutShort(), tmp_path, monkeypatch) == 130
+    assert capsys.readouterr().err.endswith("serve: stopped while starting, before it served\n")
+    assert reported == []
 
 
 def test_a_process_litserve_lost_track_of_is_stopped_when_it_returns(tmp_path, capsys, monkeypatch):

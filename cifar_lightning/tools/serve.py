@@ -347,7 +347,13 @@ def _deliver_again(previous_hook: Any, handler: Any, unraisable: Any) -> None:
 
     A signal that lands while LitServe forks a process is raised inside one of Python's at-fork hooks (logging's
     lock release), where an exception is only printed, and serve went on starting and served on (Python 3.11).
+    One that lands inside multiprocessing's ``Finalize.__init__`` leaves a finalizer it never registered, which
+    fails with "'Finalize' object has no attribute '_key'" once the process object it watched is gone: the
+    signal itself was delivered, and the pipe that finalizer would close ends with serve's process, so that
+    traceback is dropped.
     """
+    if isinstance(unraisable.object, multiprocessing.util.Finalize) and not hasattr(unraisable.object, "_key"):
+        return
     if not issubclass(unraisable.exc_type, KeyboardInterrupt):
         previous_hook(unraisable)
         return
