@@ -18,6 +18,7 @@ import socket
 import sys
 import threading
 import time
+from multiprocessing.util import Finalize
 from pathlib import Path
 from typing import Any
 
@@ -352,7 +353,7 @@ def _deliver_again(previous_hook: Any, handler: Any, unraisable: Any) -> None:
     signal itself was delivered, and the pipe that finalizer would close ends with serve's process, so that
     traceback is dropped.
     """
-    if isinstance(unraisable.object, multiprocessing.util.Finalize) and not hasattr(unraisable.object, "_key"):
+    if isinstance(unraisable.object, Finalize) and not hasattr(unraisable.object, "_key"):
         return
     if not issubclass(unraisable.exc_type, KeyboardInterrupt):
         previous_hook(unraisable)
